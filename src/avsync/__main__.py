@@ -1,0 +1,3 @@
+from avsync.cli.main import main
+
+main()

@@ -1,0 +1,185 @@
+"""The public API: ``detect``, ``correct``, ``load_model``.
+
+The CLI (and later the web and batch front ends) call these and nothing deeper.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from avsync.constants import (
+    DEFAULT_MAX_OFFSET_FRAMES,
+    DEFAULT_TOLERANCE_FRAMES,
+    MAX_SEARCH_MS,
+    MIN_JUDGE_SECONDS,
+    frame_ms,
+)
+from avsync.errors import ModelError, NoFaceError, NoSpeechError, TooShortError, UsageError
+from avsync.extract import Extraction, ProgressHook, extract
+from avsync.result import FaceInfo, SyncResult, WindowEstimate
+from avsync.sync.offset import lag_grid, read_curve
+from avsync.sync.speech import speech_mask
+
+#: Confidence below which an answer is flagged as unreliable.
+RELIABLE_CONFIDENCE = 3.0
+
+
+def available_models() -> list[str]:
+    """Names ``load_model`` accepts."""
+    return ["modelfree"]
+
+
+def load_model(name: str = "modelfree"):
+    """An estimator by name (see ``available_models``)."""
+    if name == "modelfree":
+        from avsync.sync.modelfree import ModelFreeEstimator
+
+        return ModelFreeEstimator()
+    raise ModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Options of ``detect``, checked before any work starts."""
+
+    max_offset_ms: float | None = None  # default: DEFAULT_MAX_OFFSET_FRAMES frames
+    tolerance_frames: float = DEFAULT_TOLERANCE_FRAMES
+    window_frames: int | None = None
+    max_faces: int = 4
+    model: str = "modelfree"
+
+    def check(self) -> None:
+        if self.max_offset_ms is not None and not (0 < self.max_offset_ms <= MAX_SEARCH_MS):
+            raise UsageError(f"--max-offset-ms must be in (0, {MAX_SEARCH_MS:.0f}], got {self.max_offset_ms}")
+        if self.tolerance_frames < 0:
+            raise UsageError("--tolerance-frames must be >= 0")
+        if self.window_frames is not None and self.window_frames < 3:
+            raise UsageError("--window-frames must be at least 3")
+        if not 1 <= self.max_faces <= 16:
+            raise UsageError("--max-faces must be between 1 and 16")
+        if self.model not in available_models():
+            raise ModelError(f"unknown model {self.model!r}; available: {', '.join(available_models())}")
+
+
+def detect(
+    path: str | os.PathLike,
+    *,
+    max_offset_ms: float | None = None,
+    tolerance_frames: float = DEFAULT_TOLERANCE_FRAMES,
+    window_frames: int | None = None,
+    max_faces: int = 4,
+    model: str = "modelfree",
+    progress: ProgressHook | None = None,
+    extraction: Extraction | None = None,
+) -> SyncResult:
+    """Measure the audio-to-lip offset of a video.
+
+    Returns a ``SyncResult`` whose ``offset_ms > 0`` means the audio lags the
+    picture. Raises a specific ``AvsyncError`` for unusable input. A
+    precomputed ``extraction`` (from ``avsync.extract.extract``) skips decoding.
+    """
+    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, model)
+    opts.check()
+    estimator = load_model(opts.model)
+    ext = extraction if extraction is not None else extract(path, max_faces=opts.max_faces, progress=progress)
+    return estimate(ext, estimator, opts)
+
+
+def _face_infos(ext: Extraction) -> list[dict]:
+    out = []
+    for i, tr in enumerate(ext.tracks):
+        key = tr.landmarks(ext.n_frames)
+        found = np.isfinite(key).all(axis=(1, 2))
+        idx = np.flatnonzero(found)
+        out.append(
+            dict(index=i, track=tr, found=found, first=ext.times[idx[0]], last=ext.times[idx[-1]],
+                 size=float(np.median(tr.sizes)) if tr.sizes else 0.0)
+        )
+    return out
+
+
+def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
+    """Read the offset from an extraction with an estimator (pure given its inputs)."""
+    fps = ext.fps
+    name = os.path.basename(ext.info.path)
+    duration = float(ext.times[-1] - ext.times[0] + 1.0 / fps) if ext.n_frames else 0.0
+    if ext.n_frames < 3 or duration < MIN_JUDGE_SECONDS:
+        raise TooShortError(f"video is too short to judge sync ({duration:.2f} s < {MIN_JUDGE_SECONDS} s): {name}")
+    min_frames = int(np.ceil(MIN_JUDGE_SECONDS * fps))
+    faces = [f for f in _face_infos(ext) if f["found"].sum() >= min_frames]
+    if not faces:
+        raise NoFaceError(f"no face found in the video: cannot read lips ({name})")
+    speech = speech_mask(ext.mel40)
+    if speech.sum() / 100.0 < MIN_JUDGE_SECONDS:
+        raise NoSpeechError(f"no speech found in the audio: cannot judge sync ({name})")
+
+    max_s = (opts.max_offset_ms / 1000.0) if opts.max_offset_ms else DEFAULT_MAX_OFFSET_FRAMES / fps
+    lags = lag_grid(max_s, fps)
+    readings = []
+    for f in faces:
+        prep = estimator.prepare(ext, f["index"])
+        curve = estimator.file_curve(prep, lags, fps)
+        readings.append((f, prep, curve, read_curve(lags, curve)))
+    # The active face is the one whose lips agree best with the voice.
+    best = max(readings, key=lambda r: (r[3].confidence, np.nan_to_num(r[3].peak, nan=-np.inf)))
+    f, prep, curve, reading = best
+    offset_ms = reading.lag_s * 1000.0
+    tol_ms = opts.tolerance_frames * frame_ms(fps)
+
+    face_list = [
+        FaceInfo(
+            track_id=r[0]["track"].track_id,
+            frames_found=int(r[0]["found"].sum()),
+            coverage=float(r[0]["found"].mean()),
+            first_s=float(r[0]["first"] - ext.times[0]),
+            last_s=float(r[0]["last"] - ext.times[0]),
+            face_px=round(r[0]["size"], 1),
+            offset_ms=round(r[3].lag_s * 1000.0, 1) if np.isfinite(r[3].peak) else None,
+            confidence=round(r[3].confidence, 2),
+            active=r is best,
+        )
+        for r in readings
+    ]
+    windows = None
+    if opts.window_frames:
+        windows = _windows(ext, estimator, prep, lags, opts.window_frames, fps)
+    return SyncResult(
+        path=ext.info.path,
+        offset_ms=round(offset_ms, 1),
+        offset_frames=round(offset_ms / frame_ms(fps), 2),
+        fps=round(fps, 3),
+        duration_s=round(duration, 3),
+        confidence=round(reading.confidence, 2),
+        in_sync=bool(abs(offset_ms) <= tol_ms + 1e-6),
+        tolerance_ms=round(tol_ms, 1),
+        tolerance_frames=opts.tolerance_frames,
+        reliable=reading.confidence >= RELIABLE_CONFIDENCE,
+        method=estimator.description,
+        model=estimator.name,
+        search_ms=round(max_s * 1000.0, 1),
+        faces=face_list,
+        windows=windows,
+        curve={"lags_ms": np.round(lags * 1000.0, 2).tolist(), "scores": np.round(curve, 5).tolist()},
+    )
+
+
+def _windows(ext, estimator, prep, lags, n, fps) -> list[WindowEstimate]:
+    starts = np.arange(0, max(1, ext.n_frames - n + 1), n)
+    per = estimator.scores(prep, lags, starts, n)
+    out = []
+    for s, row in zip(starts, per):
+        r = read_curve(lags, row)
+        ok = np.isfinite(r.peak)
+        end = min(s + n, ext.n_frames) - 1
+        out.append(
+            WindowEstimate(
+                start_s=round(float(ext.times[s] - ext.times[0]), 3),
+                end_s=round(float(ext.times[end] - ext.times[0] + 1.0 / fps), 3),
+                offset_ms=round(r.lag_s * 1000.0, 1) if ok else None,
+                offset_frames=round(r.lag_s * fps, 2) if ok else None,
+                confidence=round(r.confidence, 2),
+            )
+        )
+    return out

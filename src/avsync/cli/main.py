@@ -1,0 +1,170 @@
+"""The ``avsync`` command line: a thin shell over ``avsync.api``."""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from avsync.errors import EXIT_CODES, AvsyncError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=(
+        "Measure and fix audio-to-lip sync. offset_ms > 0 means the audio lags the picture "
+        "(fix: advance the audio).\n\nExit codes: "
+        + "; ".join(f"{k}: {v}" for k, v in sorted(EXIT_CODES.items()))
+    ),
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+#: Exit code for unexpected internal errors (a bug: the traceback is printed).
+INTERNAL_ERROR = 70
+
+
+def _fail(exc: AvsyncError) -> None:
+    err.print(f"avsync: {exc}", markup=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _run(fn):
+    try:
+        return fn()
+    except AvsyncError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("avsync: interrupted", markup=False)
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception:  # a bug, not a user error: show it, with a distinct code
+        traceback.print_exc()
+        err.print("avsync: internal error (please report it with the traceback above)", markup=False)
+        raise typer.Exit(INTERNAL_ERROR) from None
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    prog = Progress(TextColumn("analysing"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeRemainingColumn(), console=err, transient=True)
+    task = prog.add_task("detect", total=1.0)
+    return prog, (lambda frac: prog.update(task, completed=frac))
+
+
+@app.command()
+def detect(
+    path: Path = typer.Argument(..., help="Video file to analyse.", show_default=False),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    max_offset_ms: Optional[float] = typer.Option(
+        None, "--max-offset-ms", help="Search range either way in ms (default ±15 frames; up to 3000)."),
+    tolerance_frames: float = typer.Option(1.0, "--tolerance-frames", help="In-sync tolerance in frames."),
+    window_frames: Optional[int] = typer.Option(
+        None, "--window-frames", help="Also estimate the offset in consecutive windows of N frames."),
+    max_faces: int = typer.Option(4, "--max-faces", help="Most faces to track at once."),
+    model: str = typer.Option("modelfree", "--model", help="Estimator (see `avsync models`)."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 when the file is out of sync (for QC scripts)."),
+    curve: bool = typer.Option(False, "--curve", help="Keep the score curve in the JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Say how far the audio is ahead of or behind the lips."""
+    import avsync
+
+    def work():
+        prog, hook = _progress(not quiet and not json_out and err.is_terminal)
+        if prog:
+            prog.start()
+        try:
+            return avsync.detect(path, max_offset_ms=max_offset_ms, tolerance_frames=tolerance_frames,
+                                 window_frames=window_frames, max_faces=max_faces, model=model, progress=hook)
+        finally:
+            if prog:
+                prog.stop()
+
+    result = _run(work)
+    if json_out:
+        d = result.to_dict()
+        if not curve:
+            d.pop("curve", None)
+        sys.stdout.write(json.dumps(d) + "\n")
+    else:
+        out.print(result.sentence(), markup=False)
+        if result.windows:
+            for w in result.windows:
+                off = "   n/a" if w.offset_ms is None else f"{w.offset_ms:+7.0f} ms"
+                out.print(f"  {w.start_s:8.2f}-{w.end_s:8.2f} s  {off}  confidence {w.confidence:.1f}", markup=False)
+    if check and not result.in_sync:
+        raise typer.Exit(1)
+
+
+@app.command()
+def fix(
+    path: Path = typer.Argument(..., help="Video file to correct (never modified).", show_default=False),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default NAME.fixed.EXT)."),
+    offset_ms: Optional[float] = typer.Option(
+        None, "--offset-ms", help="Apply this known offset (ms, >0 = audio late) instead of detecting."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
+    max_offset_ms: Optional[float] = typer.Option(None, "--max-offset-ms", help="Search range when detecting."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+):
+    """Write a corrected copy: video copied, audio shifted sample-exactly."""
+    import avsync
+
+    def work():
+        detected = None
+        off = offset_ms
+        if off is None:
+            detected = avsync.detect(path, max_offset_ms=max_offset_ms)
+            off = detected.offset_ms
+        report = avsync.correct(path, output, offset_ms=off, overwrite=overwrite)
+        return detected, report
+
+    detected, report = _run(work)
+    if json_out:
+        d = {"input": report.input, "output": report.output, "applied_offset_ms": report.offset_ms,
+             "audio": report.audio, "copied_streams": report.copied_streams, "dropped_streams": report.dropped_streams,
+             "detected": detected.to_dict() if detected else None}
+        if d["detected"]:
+            d["detected"].pop("curve", None)
+        sys.stdout.write(json.dumps(d) + "\n")
+        return
+    if detected is not None:
+        out.print(f"detected: {detected.sentence()}", markup=False)
+    how = "advanced" if report.offset_ms > 0 else "delayed"
+    out.print(f"wrote {report.output}: audio {how} by {abs(report.offset_ms):.1f} ms, video copied", markup=False)
+    for d in report.dropped_streams:
+        err.print(f"avsync: note: stream {d} could not be copied and was left out", markup=False)
+
+
+@app.command()
+def models():
+    """List the estimators and models avsync can use."""
+    import avsync
+
+    for name in avsync.available_models():
+        est = avsync.load_model(name)
+        out.print(f"{name:12s} {est.description}", markup=False)
+
+
+@app.command()
+def version():
+    """Print the version."""
+    import avsync
+
+    out.print(avsync.__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Measurement: desynchronised trials made from in-sync clips, and their scoring."""

@@ -1,0 +1,165 @@
+"""One pass over a file: face tracks from the video, log-mel features from the audio.
+
+This is the expensive part of every method, so it is done once per file and
+its result (an ``Extraction``) is what every estimator and ``avsync eval``
+slides over. Decoding and colour conversion run in a reader thread while the
+face models run in the caller's thread (both release the GIL), and the audio
+is featurised in a third thread; memory is bounded by small queues and by
+streaming the audio in chunks.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from avsync.audio.features import E2E_MEL, LOGMEL, StreamingFeatures
+from avsync.constants import MAX_ANALYSIS_FPS
+from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMediaError
+from avsync.face.tracker import FaceTrack, FaceTracker, frame_to_rgb
+from avsync.media.decode import MediaInfo, iter_audio_chunks, iter_video_frames, probe
+
+ProgressHook = Callable[[float], None]
+
+
+@dataclass
+class Extraction:
+    """Everything the estimators need from one file."""
+
+    info: MediaInfo
+    #: Presentation time (s) of each analysed video frame.
+    times: np.ndarray
+    #: Face tracks over the analysed frames.
+    tracks: list[FaceTrack]
+    #: Time (s) of audio sample 0, on the same clock as ``times``.
+    audio_t0: float
+    #: 40-bin log-mel at 100 frames/s (Sync-e2e, MFCC base); frame j at audio_t0 + j/100.
+    mel40: np.ndarray
+    #: 80-bin log-mel at 80 frames/s (VocaLiST); frame j at audio_t0 + j/80.
+    mel80: np.ndarray
+    #: Audio duration in seconds.
+    audio_duration_s: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        """Analysis frame rate: median of the analysed frames' rate."""
+        if len(self.times) < 2:
+            return self.info.fps
+        return float(1.0 / np.median(np.diff(self.times)))
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.times)
+
+
+def _audio_worker(path: str, result: dict) -> None:
+    try:
+        s40, s80 = StreamingFeatures(E2E_MEL), StreamingFeatures(LOGMEL)
+        t0, n = None, 0
+        for start, chunk in iter_audio_chunks(path):
+            if t0 is None:
+                t0 = start
+            n += len(chunk)
+            s40.push(chunk)
+            s80.push(chunk)
+        result.update(t0=t0, mel40=s40.finish(), mel80=s80.finish(), duration=n / E2E_MEL.sr)
+    except BaseException as exc:  # handed to the caller's thread
+        result["error"] = exc
+
+
+_END = object()
+
+
+def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event) -> None:
+    try:
+        for _, t, frame in iter_video_frames(path, max_fps=max_fps):
+            item = (t, frame_to_rgb(frame))
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        q.put(_END)
+    except BaseException as exc:
+        q.put(exc)
+
+
+def extract(
+    path: str | os.PathLike,
+    max_faces: int = 4,
+    keep_crops: bool = False,
+    progress: ProgressHook | None = None,
+) -> Extraction:
+    """Decode ``path`` once: face tracks per analysed frame, and audio features."""
+    info = probe(path)
+    if not info.has_video:
+        raise NoVideoError(f"no video stream in {os.path.basename(str(path))}: nothing to read lips from")
+    if not info.has_audio:
+        raise NoAudioError(f"no audio stream in {os.path.basename(str(path))}: nothing to sync against")
+
+    audio: dict = {}
+    at = threading.Thread(target=_audio_worker, args=(str(path), audio), daemon=True)
+    at.start()
+
+    q: queue.Queue = queue.Queue(maxsize=8)
+    stop = threading.Event()
+    vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop), daemon=True)
+    vt.start()
+    tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops)
+    times: list[float] = []
+    total = info.duration_s or 0.0
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            t, rgb = item
+            times.append(t)
+            tracker.update(rgb)
+            if progress is not None and total > 0 and len(times) % 25 == 0:
+                progress(min(1.0, (t - info.video_start_s) / total))
+    finally:
+        stop.set()
+        tracker.close()
+        vt.join(timeout=5)
+    at.join()
+    if "error" in audio:
+        err = audio["error"]
+        raise err if isinstance(err, AvsyncError) else TruncatedMediaError(f"audio could not be decoded: {err}")
+    if progress is not None:
+        progress(1.0)
+    ext = Extraction(
+        info=info,
+        times=np.asarray(times, dtype=np.float64),
+        tracks=tracker.tracks,
+        audio_t0=float(audio["t0"]),
+        mel40=audio["mel40"],
+        mel80=audio["mel80"],
+        audio_duration_s=float(audio["duration"]),
+    )
+    _check_complete(ext)
+    return ext
+
+
+def _check_complete(ext: Extraction) -> None:
+    """A file whose streams stop well short of its declared duration is truncated."""
+    declared = ext.info.duration_s
+    if declared <= 0 or len(ext.times) == 0:
+        return
+    video_end = ext.times[-1] - ext.info.video_start_s + 1.0 / max(ext.fps, 1.0)
+    audio_end = ext.audio_duration_s
+    short = min(video_end, audio_end)
+    if short < 0.8 * declared - 0.5:
+        raise TruncatedMediaError(
+            f"file is truncated: streams end at {short:.1f} s of a declared {declared:.1f} s: {ext.info.path}"
+        )

@@ -1,0 +1,258 @@
+"""Find and follow faces through a video with MediaPipe, in bounded memory.
+
+Two MediaPipe models, both shipped inside the ``mediapipe`` wheel:
+
+* the full-range BlazeFace detector, run on a downscaled frame at the start,
+  whenever a face is lost, and once a second to notice new faces;
+* the face mesh (468 landmarks), run every frame on a square crop around each
+  tracked face, so small faces in wide shots are seen at a useful size.
+
+Each track keeps, per analysed frame, the ``KEY_INDICES`` landmarks in frame
+pixels, or NaN where the face was not found; nothing is invented for frames
+where a face is lost. Optionally it also keeps aligned mouth crops.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from avsync.constants import DETECT_LONG_SIDE, MESH_CROP_SIDE, MOUTH_CROP_HW
+from avsync.face.landmarks import KEY_INDICES, LEFT_EYE_OUTER, N_LIP, RIGHT_EYE_OUTER
+
+# MediaPipe logs through glog/absl to stderr; keep the CLI output clean.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+_KEY = list(KEY_INDICES)
+#: Extra mesh points read only to place the face box (chin, jaw line, forehead).
+_BOX_EXTRA = [152, 10, 234, 454, 58, 288]
+_READ = _KEY + _BOX_EXTRA
+
+
+@dataclass
+class FaceTrack:
+    """One face followed through the video."""
+
+    track_id: int
+    first_frame: int
+    #: Per analysed frame (from ``first_frame``): (K, 3) key landmarks in pixels, NaN if lost.
+    key: list = field(default_factory=list)
+    #: Per analysed frame: aligned mouth crop (H, W, 3) uint8, or None; only if crops are kept.
+    crops: list = field(default_factory=list)
+    #: Face box side in pixels, per found frame (for reporting face size).
+    sizes: list = field(default_factory=list)
+
+    def landmarks(self, n_frames: int) -> np.ndarray:
+        """(n_frames, K, 3) key landmarks over the whole analysed timeline."""
+        out = np.full((n_frames, len(KEY_INDICES), 3), np.nan, dtype=np.float32)
+        stop = min(n_frames, self.first_frame + len(self.key))
+        if stop > self.first_frame:
+            out[self.first_frame : stop] = np.stack(self.key[: stop - self.first_frame])
+        return out
+
+    @property
+    def n_found(self) -> int:
+        return len(self.sizes)
+
+
+class _Active:
+    """Tracking state of a live track (not stored in the result)."""
+
+    def __init__(self, track: FaceTrack, box: tuple[float, float, float], mesh):
+        self.track = track
+        self.box = box  # centre x, centre y, side (pixels)
+        self.mesh = mesh
+        self.misses = 0
+        self.pending: np.ndarray | None = None  # landmarks already found on this frame
+
+
+def frame_to_rgb(frame) -> np.ndarray:
+    """A PyAV frame as an RGB uint8 array (fast path for yuv420p)."""
+    if frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 2 == 0:
+        try:
+            return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+        except (ValueError, cv2.error):
+            pass
+    return frame.to_ndarray(format="rgb24")
+
+
+def _iou(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
+    ax0, ay0, ax1, ay1 = a[0] - a[2] / 2, a[1] - a[2] / 2, a[0] + a[2] / 2, a[1] + a[2] / 2
+    bx0, by0, bx1, by1 = b[0] - b[2] / 2, b[1] - b[2] / 2, b[0] + b[2] / 2, b[1] + b[2] / 2
+    iw, ih = max(0.0, min(ax1, bx1) - max(ax0, bx0)), max(0.0, min(ay1, by1) - max(ay0, by0))
+    inter = iw * ih
+    union = a[2] ** 2 + b[2] ** 2 - inter
+    return inter / union if union > 0 else 0.0
+
+
+def mouth_crop(rgb: np.ndarray, key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.ndarray:
+    """An aligned mouth crop: eyes level, mouth centred, width 1.2 inter-ocular distances."""
+    h, w = hw
+    le, re = key[LEFT_EYE_OUTER, :2], key[RIGHT_EYE_OUTER, :2]
+    centre = key[:N_LIP, :2].mean(0)
+    dx, dy = re - le
+    iod = float(np.hypot(dx, dy)) or 1.0
+    cos, sin = dx / iod, dy / iod
+    scale = w / (1.2 * iod)
+    # Rotate by -angle about the mouth centre, scale, then move it to the crop centre.
+    m = np.array([[cos, sin, 0.0], [-sin, cos, 0.0]]) * scale
+    m[:, 2] = np.array([w / 2, h / 2]) - m[:, :2] @ centre
+    return cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+
+
+class FaceTracker:
+    """Stateful face tracker: feed it frames in order with ``update``."""
+
+    def __init__(
+        self,
+        max_faces: int = 4,
+        keep_crops: bool = False,
+        redetect_every: int = 25,
+        max_misses: int = 12,
+        min_detection_confidence: float = 0.5,
+    ):
+        import mediapipe as mp  # heavy import, only when faces are needed
+
+        self._mp = mp
+        self.max_faces = max_faces
+        self.keep_crops = keep_crops
+        self.redetect_every = redetect_every
+        self.max_misses = max_misses
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=min_detection_confidence
+        )
+        self.tracks: list[FaceTrack] = []
+        self._active: list[_Active] = []
+        self._frame = 0
+
+    # -- detection ------------------------------------------------------------
+    def _detect(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
+        h, w = rgb.shape[:2]
+        scale = min(1.0, DETECT_LONG_SIDE / max(h, w))
+        small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        res = self._detector.process(small)
+        boxes = []
+        for det in res.detections or []:
+            bb = det.location_data.relative_bounding_box
+            side = max(bb.width * w, bb.height * h)
+            if side < 12:  # too small to read lips from
+                continue
+            boxes.append(((bb.xmin + bb.width / 2) * w, (bb.ymin + bb.height / 2) * h, side))
+        boxes.sort(key=lambda b: -b[2])
+        return boxes
+
+    def _new_mesh(self):
+        return self._mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=False,
+            min_detection_confidence=0.5, min_tracking_confidence=0.5,
+        )
+
+    # -- mesh on a crop ---------------------------------------------------------
+    def _mesh(self, act: _Active, rgb: np.ndarray) -> np.ndarray | None:
+        cx, cy, side = act.box
+        crop_side = 1.8 * side
+        s = MESH_CROP_SIDE / crop_side
+        m = np.array([[s, 0.0, MESH_CROP_SIDE / 2 - s * cx], [0.0, s, MESH_CROP_SIDE / 2 - s * cy]])
+        crop = cv2.warpAffine(rgb, m, (MESH_CROP_SIDE, MESH_CROP_SIDE), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        res = act.mesh.process(crop)
+        if not res.multi_face_landmarks:
+            return None
+        lm = res.multi_face_landmarks[0].landmark
+        pts = np.array([(lm[i].x, lm[i].y, lm[i].z) for i in _READ], dtype=np.float32)
+        # Crop-normalised -> frame pixels (z shares x's scale).
+        pts *= MESH_CROP_SIDE
+        pts[:, 0] = (pts[:, 0] - m[0, 2]) / s
+        pts[:, 1] = (pts[:, 1] - m[1, 2]) / s
+        pts[:, 2] /= s
+        return pts
+
+    # -- per frame --------------------------------------------------------------
+    def update(self, frame) -> None:
+        """Process the next analysed frame (a PyAV VideoFrame or an RGB array)."""
+        rgb = frame if isinstance(frame, np.ndarray) else frame_to_rgb(frame)
+        fi = self._frame
+        self._frame += 1
+
+        any_lost = any(a.misses for a in self._active)
+        if not self._active or any_lost or (fi % self.redetect_every == 0 and len(self._active) < self.max_faces):
+            boxes = self._detect(rgb)
+            for box in boxes:
+                match = max(self._active, key=lambda a: _iou(a.box, box), default=None)
+                if match is not None and _iou(match.box, box) > 0.2:
+                    if match.misses:  # re-acquire a lost face where the detector sees it
+                        match.box = box
+                    continue
+                if len(self._active) >= self.max_faces:
+                    continue
+                # A detection becomes a track only once the mesh confirms a face there.
+                cand = _Active(FaceTrack(track_id=-1, first_frame=fi), box, self._new_mesh())
+                cand.pending = self._mesh(cand, rgb)
+                if cand.pending is None:
+                    cand.mesh.close()
+                    continue
+                cand.track.track_id = len(self.tracks)
+                self.tracks.append(cand.track)
+                self._active.append(cand)
+
+        for act in list(self._active):
+            tr = act.track
+            pts = act.pending if act.pending is not None else self._mesh(act, rgb)
+            act.pending = None
+            # Pad the track to this frame (frames before it were lost).
+            while tr.first_frame + len(tr.key) < fi:
+                tr.key.append(np.full((len(KEY_INDICES), 3), np.nan, np.float32))
+                if self.keep_crops:
+                    tr.crops.append(None)
+            if pts is None:
+                act.misses += 1
+                tr.key.append(np.full((len(KEY_INDICES), 3), np.nan, np.float32))
+                if self.keep_crops:
+                    tr.crops.append(None)
+                if act.misses > self.max_misses:
+                    act.mesh.close()
+                    self._active.remove(act)
+                continue
+            act.misses = 0
+            x0, y0 = pts[:, :2].min(0)
+            x1, y1 = pts[:, :2].max(0)
+            act.box = ((x0 + x1) / 2, (y0 + y1) / 2, float(max(x1 - x0, y1 - y0)))
+            key = pts[: len(_KEY)]
+            tr.key.append(key)
+            tr.sizes.append(act.box[2])
+            if self.keep_crops:
+                tr.crops.append(mouth_crop(rgb, key))
+        # Two live tracks on one face: keep the older one.
+        for a in list(self._active):
+            for b in self._active:
+                if a is not b and a in self._active and b.track.track_id < a.track.track_id and _iou(a.box, b.box) > 0.5:
+                    a.mesh.close()
+                    self._active.remove(a)
+                    break
+
+    @property
+    def n_frames(self) -> int:
+        return self._frame
+
+    def close(self) -> None:
+        for a in self._active:
+            a.mesh.close()
+        self._active = []
+        self._detector.close()
+
+
+def track_faces(frames, max_faces: int = 4, keep_crops: bool = False) -> tuple[list[FaceTrack], int]:
+    """Run a ``FaceTracker`` over an iterable of frames; returns (tracks, n_frames)."""
+    tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops)
+    try:
+        for frame in frames:
+            tracker.update(frame)
+    finally:
+        tracker.close()
+    return tracker.tracks, tracker.n_frames
+
+
+__all__ = ["FaceTrack", "FaceTracker", "frame_to_rgb", "mouth_crop", "track_faces"]

@@ -1,0 +1,232 @@
+"""Decode audio and video with their timestamps, in bounded memory.
+
+Every time here is in seconds on the container's presentation timeline, so the
+audio and video clocks are directly comparable: stream start times, edit lists
+and AAC encoder priming (which FFmpeg's demuxer removes through the edit list)
+are honoured rather than assumed to be zero.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from avsync.constants import AUDIO_CHUNK_S, AUDIO_SR, FALLBACK_FPS
+from avsync.errors import (
+    InputNotFoundError,
+    NoAudioError,
+    NotMediaError,
+    NoVideoError,
+    TruncatedMediaError,
+)
+
+# First bytes of containers FFmpeg reads. A file that starts like one of these
+# but cannot be opened is reported as truncated/corrupt rather than "not media".
+_MAGIC = (
+    (4, b"ftyp"),  # MP4 / MOV / 3GP
+    (4, b"moov"),
+    (4, b"mdat"),
+    (4, b"wide"),
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM
+    (0, b"RIFF"),  # AVI / WAV
+    (0, b"FLV"),
+    (0, b"OggS"),
+    (0, b"\x00\x00\x01\xba"),  # MPEG-PS
+    (0, b"\x47"),  # MPEG-TS sync byte
+)
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a file holds, read from its headers."""
+
+    path: str
+    container: str
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    fps: float
+    width: int
+    height: int
+    video_codec: str | None
+    audio_codec: str | None
+    audio_sample_rate: int | None
+    audio_channels: int | None
+    video_start_s: float
+    audio_start_s: float
+    n_video_frames: int
+
+
+def _url(path: Path) -> str:
+    # An absolute path behind the explicit "file:" protocol: FFmpeg never reads a
+    # hostile name ("pipe:1", "concat:...", "http:x") as another protocol.
+    return "file:" + str(path.resolve())
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"input not found: {p}")
+    if p.is_dir():
+        raise NotMediaError(f"input is a directory, not a media file: {p}")
+    if p.stat().st_size == 0:
+        raise NotMediaError(f"input is an empty file: {p}")
+    return p
+
+
+def _looks_like_media(p: Path) -> bool:
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    return any(head[off : off + len(sig)] == sig for off, sig in _MAGIC)
+
+
+def open_input(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open a file for reading, mapping every failure to a specific error."""
+    p = _check_path(path)
+    try:
+        return av.open(_url(p), mode="r", metadata_errors="ignore")
+    except (av.error.InvalidDataError, av.error.EOFError, av.error.ValueError) as exc:
+        if _looks_like_media(p):
+            raise TruncatedMediaError(f"file is truncated or corrupt ({_ffmsg(exc)}): {p}") from None
+        raise NotMediaError(f"not a media file FFmpeg can read ({_ffmsg(exc)}): {p}") from None
+    except av.error.FFmpegError as exc:
+        raise NotMediaError(f"cannot open as media ({_ffmsg(exc)}): {p}") from None
+
+
+def _ffmsg(exc: Exception) -> str:
+    msg = getattr(exc, "strerror", None) or str(exc)
+    return str(msg).strip().rstrip(".")
+
+
+def _stream_start(stream) -> float:
+    if stream.start_time is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+def _video_fps(stream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            fps = float(rate)
+            if 1.0 <= fps <= 1000.0:
+                return fps
+    return FALLBACK_FPS
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Read a file's stream layout. Raises for missing or unreadable files."""
+    p = _check_path(path)
+    with open_input(p) as c:
+        v = c.streams.video[0] if c.streams.video else None
+        a = c.streams.audio[0] if c.streams.audio else None
+        if v is None and a is None:
+            raise NotMediaError(f"file holds neither audio nor video: {p}")
+        duration = float(c.duration) / av.time_base if c.duration else 0.0
+        fps = _video_fps(v) if v is not None else 0.0
+        n_frames = int(v.frames) if v is not None and v.frames else int(round(duration * fps))
+        return MediaInfo(
+            path=str(p),
+            container=c.format.name,
+            duration_s=duration,
+            has_video=v is not None,
+            has_audio=a is not None,
+            fps=fps,
+            width=int(v.codec_context.width) if v is not None else 0,
+            height=int(v.codec_context.height) if v is not None else 0,
+            video_codec=v.codec_context.name if v is not None else None,
+            audio_codec=a.codec_context.name if a is not None else None,
+            audio_sample_rate=int(a.codec_context.sample_rate) if a is not None else None,
+            audio_channels=int(a.codec_context.channels) if a is not None else None,
+            video_start_s=_stream_start(v) if v is not None else 0.0,
+            audio_start_s=_stream_start(a) if a is not None else 0.0,
+            n_video_frames=n_frames,
+        )
+
+
+def iter_audio_chunks(
+    path: str | os.PathLike, sr: int = AUDIO_SR, chunk_s: float = AUDIO_CHUNK_S
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(start_time_s, mono float32 samples at sr)`` chunks, contiguous in time.
+
+    The first chunk's start time is the first decoded audio frame's
+    presentation time; every later chunk follows it sample for sample.
+    """
+    p = _check_path(path)
+    with open_input(p) as c:
+        if not c.streams.audio:
+            raise NoAudioError(f"no audio stream in {p.name}")
+        stream = c.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        chunk_len = max(1, int(round(chunk_s * sr)))
+        pending: list[np.ndarray] = []
+        n_pending = 0
+        t0: float | None = None
+        emitted = 0
+        try:
+            for frame in c.decode(stream):
+                if t0 is None:
+                    t0 = float(frame.time) if frame.time is not None else _stream_start(stream)
+                for rf in resampler.resample(frame):
+                    pending.append(rf.to_ndarray().reshape(-1))
+                    n_pending += pending[-1].size
+                if n_pending >= chunk_len:
+                    data = np.concatenate(pending)
+                    cut = (data.size // chunk_len) * chunk_len
+                    for i in range(0, cut, chunk_len):
+                        yield t0 + emitted / sr, data[i : i + chunk_len]
+                        emitted += chunk_len
+                    pending, n_pending = [data[cut:]], data.size - cut
+            for rf in resampler.resample(None):
+                pending.append(rf.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            raise TruncatedMediaError(f"audio stream is corrupt ({_ffmsg(exc)}): {p.name}") from None
+        if t0 is None:
+            raise NoAudioError(f"the audio stream of {p.name} holds no decodable samples")
+        rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+        if rest.size or emitted == 0:
+            yield t0 + emitted / sr, rest
+
+
+def read_audio(path: str | os.PathLike, sr: int = AUDIO_SR) -> tuple[float, np.ndarray]:
+    """Whole audio track as ``(start_time_s, mono float32)``. For short files and tests."""
+    parts = list(iter_audio_chunks(path, sr=sr))
+    return parts[0][0], np.concatenate([x for _, x in parts])
+
+
+def iter_video_frames(
+    path: str | os.PathLike, max_fps: float | None = None
+) -> Iterator[tuple[int, float, av.VideoFrame]]:
+    """Yield ``(frame_index, time_s, frame)`` for every decoded video frame.
+
+    With ``max_fps``, frames closer than ``1/max_fps`` to the last yielded one
+    are skipped (they are still decoded: inter-coded video needs them), so the
+    indices then count yielded frames. Timestamps are always the frames' own.
+    """
+    p = _check_path(path)
+    with open_input(p) as c:
+        if not c.streams.video:
+            raise NoVideoError(f"no video stream in {p.name}")
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        min_gap = (1.0 / max_fps) * 0.999 if max_fps else 0.0
+        last_t = -np.inf
+        idx = 0
+        fallback_dt = 1.0 / _video_fps(stream)
+        guess_t = _stream_start(stream)
+        try:
+            for frame in c.decode(stream):
+                t = float(frame.time) if frame.time is not None else guess_t
+                guess_t = t + fallback_dt
+                if t - last_t < min_gap:
+                    continue
+                last_t = t
+                yield idx, t, frame
+                idx += 1
+        except av.error.FFmpegError as exc:
+            raise TruncatedMediaError(f"video stream is corrupt ({_ffmsg(exc)}): {p.name}") from None
+        if idx == 0:
+            raise NoVideoError(f"the video stream of {p.name} holds no decodable frames")

@@ -1,0 +1,93 @@
+"""The result of ``avsync.detect``: numbers, and the sentence that explains them."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class FaceInfo:
+    track_id: int
+    frames_found: int
+    coverage: float  # fraction of analysed frames with this face
+    first_s: float
+    last_s: float
+    face_px: float  # median face size in pixels
+    offset_ms: float | None
+    confidence: float
+    active: bool  # the face whose lips the answer is read from
+
+
+@dataclass
+class WindowEstimate:
+    start_s: float
+    end_s: float
+    offset_ms: float | None
+    offset_frames: float | None
+    confidence: float
+
+
+@dataclass
+class SyncResult:
+    """How far the audio is from the picture. ``offset_ms > 0``: the audio lags."""
+
+    path: str
+    offset_ms: float
+    offset_frames: float
+    fps: float
+    duration_s: float
+    confidence: float
+    in_sync: bool
+    tolerance_ms: float
+    tolerance_frames: float
+    reliable: bool
+    method: str
+    model: str
+    search_ms: float
+    faces: list[FaceInfo] = field(default_factory=list)
+    windows: list[WindowEstimate] | None = None
+    curve: dict | None = None
+
+    @property
+    def syncnet_offset_frames(self) -> int:
+        """SyncNet's sign and rounding: positive means the audio leads."""
+        return -int(round(self.offset_frames)) + 0
+
+    @property
+    def correction_ms(self) -> float:
+        """How far to advance the audio to fix it (negative: delay it)."""
+        return self.offset_ms
+
+    def sentence(self) -> str:
+        ms = abs(self.offset_ms)
+        frames = abs(self.offset_frames)
+        fps = f"{self.fps:.2f}".rstrip("0").rstrip(".")
+        if ms < 0.5:
+            where = "audio and video line up (0 ms)"
+        else:
+            word = "late" if self.offset_ms > 0 else "early"
+            where = f"audio is {ms:.0f} ms {word} ({frames:.1f} frames at {fps} fps)"
+        verdict = "in sync" if self.in_sync else "out of sync"
+        tol = f"±{self.tolerance_ms:.0f} ms"
+        text = f"{where}; confidence {self.confidence:.1f} -> {verdict} (tolerance {tol})"
+        if not self.reliable:
+            text += "; low confidence: little clear lip movement with speech, treat with caution"
+        return text
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["syncnet_offset_frames"] = self.syncnet_offset_frames
+        d["correction_ms"] = self.correction_ms
+        d["sentence"] = self.sentence()
+        return _finite(d)
+
+
+def _finite(obj):
+    """JSON has no NaN: map non-finite floats to None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

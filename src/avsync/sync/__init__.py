@@ -1,0 +1,1 @@
+"""Offset search: score curves over candidate lags, and their reading."""
