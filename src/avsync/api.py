@@ -14,8 +14,10 @@ from avsync.constants import (
     DEFAULT_TOLERANCE_FRAMES,
     MAX_SEARCH_MS,
     MIN_JUDGE_SECONDS,
+    MIN_SPEECH_SECONDS,
     frame_ms,
 )
+from avsync.audio.features import E2E_MEL
 from avsync.errors import ModelError, NoFaceError, NoSpeechError, TooShortError, UsageError
 from avsync.extract import Extraction, ProgressHook, extract
 from avsync.result import FaceInfo, SyncResult, WindowEstimate
@@ -112,7 +114,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     if not faces:
         raise NoFaceError(f"no face found in the video: cannot read lips ({name})")
     speech = speech_mask(ext.mel40)
-    if speech.sum() / 100.0 < MIN_JUDGE_SECONDS:
+    if speech.sum() / E2E_MEL.fps < MIN_SPEECH_SECONDS:
         raise NoSpeechError(f"no speech found in the audio: cannot judge sync ({name})")
 
     max_s = (opts.max_offset_ms / 1000.0) if opts.max_offset_ms else DEFAULT_MAX_OFFSET_FRAMES / fps

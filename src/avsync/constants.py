@@ -66,6 +66,9 @@ LAG_STEP_FRACTION = 0.25
 #: Shortest stretch of usable (face + speech) video we will judge, in seconds.
 MIN_JUDGE_SECONDS = 0.6
 
+#: Least speech (s) the audio must hold to be judged at all.
+MIN_SPEECH_SECONDS = 0.25
+
 # --- helpers -----------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -21,8 +22,27 @@ app = typer.Typer(
         + "; ".join(f"{k}: {v}" for k, v in sorted(EXIT_CODES.items()))
     ),
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+
+def _own_stderr():
+    """Keep a private handle on stderr, then send fd 2 to /dev/null.
+
+    MediaPipe's C++ code (glog/absl, TFLite) writes warnings straight to file
+    descriptor 2; they are noise to a user. avsync's own messages, progress bar
+    and tracebacks go to the saved handle instead.
+    """
+    try:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        return os.fdopen(saved, "w", buffering=1)
+    except OSError:
+        return sys.stderr
+
+
+_stderr = _own_stderr() if os.environ.get("AVSYNC_NATIVE_LOGS") != "1" else sys.stderr
+err = Console(file=_stderr, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 #: Exit code for unexpected internal errors (a bug: the traceback is printed).
 INTERNAL_ERROR = 70
@@ -44,7 +64,7 @@ def _run(fn):
     except typer.Exit:
         raise
     except Exception:  # a bug, not a user error: show it, with a distinct code
-        traceback.print_exc()
+        traceback.print_exc(file=_stderr)
         err.print("avsync: internal error (please report it with the traceback above)", markup=False)
         raise typer.Exit(INTERNAL_ERROR) from None
 

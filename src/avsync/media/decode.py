@@ -89,7 +89,7 @@ def open_input(path: str | os.PathLike) -> av.container.InputContainer:
     p = _check_path(path)
     try:
         return av.open(_url(p), mode="r", metadata_errors="ignore")
-    except (av.error.InvalidDataError, av.error.EOFError, av.error.ValueError) as exc:
+    except (av.error.InvalidDataError, av.error.EOFError, av.error.PermissionError, ValueError) as exc:
         if _looks_like_media(p):
             raise TruncatedMediaError(f"file is truncated or corrupt ({_ffmsg(exc)}): {p}") from None
         raise NotMediaError(f"not a media file FFmpeg can read ({_ffmsg(exc)}): {p}") from None
