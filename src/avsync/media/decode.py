@@ -7,7 +7,9 @@ are honoured rather than assumed to be zero.
 """
 from __future__ import annotations
 
+import heapq
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,10 @@ _MAGIC = (
     (0, b"\x00\x00\x01\xba"),  # MPEG-PS
     (0, b"\x47"),  # MPEG-TS sync byte
 )
+
+
+#: Frames held back to restore presentation order of timestamps.
+_REORDER_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -217,15 +223,35 @@ def iter_video_frames(
         idx = 0
         fallback_dt = 1.0 / _video_fps(stream)
         guess_t = _stream_start(stream)
+        # Decoders emit frames in presentation order, but some containers (AVI
+        # with B-frames) stamp them with decode-order times. Keep a short delay
+        # line and give the k-th frame out the k-th smallest time seen.
+        held: deque = deque()
+        stamps: list[float] = []
+
+        def emit(frame):
+            nonlocal last_t, idx
+            t = heapq.heappop(stamps)
+            if t - last_t < min_gap:
+                return None
+            last_t = t
+            idx += 1
+            return idx - 1, t, frame
+
         try:
             for frame in c.decode(stream):
                 t = float(frame.time) if frame.time is not None else guess_t
                 guess_t = t + fallback_dt
-                if t - last_t < min_gap:
-                    continue
-                last_t = t
-                yield idx, t, frame
-                idx += 1
+                held.append(frame)
+                heapq.heappush(stamps, t)
+                if len(held) > _REORDER_DEPTH:
+                    item = emit(held.popleft())
+                    if item:
+                        yield item
+            while held:
+                item = emit(held.popleft())
+                if item:
+                    yield item
         except av.error.FFmpegError as exc:
             raise TruncatedMediaError(f"video stream is corrupt ({_ffmsg(exc)}): {p.name}") from None
         if idx == 0:
