@@ -2,7 +2,7 @@
 
 For every candidate lag, the inner-lip gap (pose- and size-normalised) is
 correlated with the log energy of five speech bands sampled at the video
-frames' times plus the lag; the five correlations are summed. Open mouths go
+frames' times plus the lag; the five correlations are averaged. Open mouths go
 with loud voiced sound in every band, so the curve peaks where the two
 streams line up. Long files are scored in overlapping blocks whose curves are
 averaged, so slow drifts in either signal do not dominate.
@@ -78,6 +78,9 @@ class ModelFreeEstimator:
 
     name = "modelfree"
     description = "inner-lip gap x 5 speech-band envelopes, correlation over lags"
+    #: Confidence = this x (peak - best rival more than 2 frames away), in
+    #: units of the band-mean correlation: 1.0 means a 0.1 correlation margin.
+    confidence_scale = 10.0
 
     def __init__(self, config: ModelFreeConfig = ModelFreeConfig()):
         self.config = config
@@ -95,13 +98,13 @@ class ModelFreeEstimator:
         }
 
     def scores(self, prep: dict, lags: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-        """Score (W, L): for each window start and lag, the summed band correlations."""
+        """Score (W, L): for each window start and lag, the mean of the band correlations."""
         out = np.full((len(starts), len(lags)), np.nan)
         for j, tau in enumerate(lags):
             s = sample_series(prep["env"], prep["t0"], prep["rate"], prep["times"] + tau)
             r = windowed_corr(prep["lip"], s, starts, length, self.config.min_frames)
             valid = np.isfinite(r).all(1)
-            out[valid, j] = r[valid].sum(1)
+            out[valid, j] = r[valid].mean(1)
         return out
 
     def file_curve(self, prep: dict, lags: np.ndarray, fps: float) -> np.ndarray:

@@ -75,35 +75,27 @@ class CurveReading:
     index: int
 
 
-def confidence_of(scores: np.ndarray, best: int | None = None) -> float:
-    """How far the best score stands above the rest of the curve.
+def prominence(lags: np.ndarray, scores: np.ndarray, best: int, exclude_s: float) -> float:
+    """How far the best score stands above the best rival peak.
 
-    In the spirit of SyncNet's ``median - min`` of distances: (peak - median)
-    divided by a robust spread of the curve (1.4826 x median absolute
-    deviation), so it reads like a z-score and does not depend on the scale of
-    the scores. A flat or all-NaN curve has confidence 0.
+    The rival is the highest score at least ``exclude_s`` away from the best
+    lag (the peak's own shoulders do not count). In the spirit of SyncNet's
+    ``median - min`` of distances, but it also drops when a second, distant
+    lag scores almost as well. 0 when there is no rival to compare with.
     """
     s = np.asarray(scores, dtype=np.float64)
-    fin = s[np.isfinite(s)]
-    if fin.size < 3:
+    far = (np.abs(lags - lags[best]) > exclude_s) & np.isfinite(s)
+    if not far.any() or not np.isfinite(s[best]):
         return 0.0
-    if best is None:
-        peak = fin.max()
-    else:
-        peak = s[best]
-    med = np.median(fin)
-    mad = 1.4826 * np.median(np.abs(fin - med))
-    spread = max(mad, 1e-3 * (abs(med) + 1e-9), 1e-9)
-    if peak - med <= 0:
-        return 0.0
-    return float((peak - med) / spread)
+    return float(max(0.0, s[best] - s[far].max()))
 
 
-def read_curve(lags: np.ndarray, scores: np.ndarray) -> CurveReading:
+def read_curve(lags: np.ndarray, scores: np.ndarray, exclude_s: float, scale: float = 1.0) -> CurveReading:
     """Arg-best of a score curve (higher is better), refined between grid points.
 
-    Ties go to the lag nearest zero (no evidence against sync wins). A curve
-    with no finite score gives lag 0 and confidence 0.
+    Ties go to the lag nearest zero (no evidence against sync wins). The
+    confidence is ``scale * prominence(..., exclude_s)``. A curve with no
+    finite score gives lag 0 and confidence 0.
     """
     s = np.asarray(scores, dtype=np.float64)
     if not np.isfinite(s).any():
@@ -112,4 +104,4 @@ def read_curve(lags: np.ndarray, scores: np.ndarray) -> CurveReading:
     top = filled.max()
     ties = np.flatnonzero(filled >= top - 1e-12 * max(1.0, abs(top)))
     i = int(ties[np.argmin(np.abs(lags[ties]))])
-    return CurveReading(refine_peak(lags, s, i), confidence_of(s, i), float(s[i]), i)
+    return CurveReading(refine_peak(lags, s, i), scale * prominence(lags, s, i, exclude_s), float(s[i]), i)
