@@ -102,7 +102,7 @@ def _face_infos(ext: Extraction) -> list[dict]:
         idx = np.flatnonzero(found)
         out.append(
             dict(index=i, track=tr, found=found, first=ext.times[idx[0]], last=ext.times[idx[-1]],
-                 size=float(np.median(tr.sizes)) if tr.sizes else 0.0)
+                 size=tr.median_size())
         )
     return out
 

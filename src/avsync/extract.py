@@ -39,11 +39,17 @@ class Extraction:
     audio_t0: float
     #: 40-bin log-mel at 100 frames/s (Sync-e2e, MFCC base); frame j at audio_t0 + j/100.
     mel40: np.ndarray
-    #: 80-bin log-mel at 80 frames/s (VocaLiST); frame j at audio_t0 + j/80.
+    #: 80-bin log-mel at 80 frames/s (VocaLiST); frame j at mel80_origin + j/80.
     mel80: np.ndarray
     #: Audio duration in seconds.
     audio_duration_s: float
+    #: Time (s) of mel80 frame 0 (None: audio_t0). Differs only in sliced trials.
+    mel80_t0: float | None = None
     meta: dict = field(default_factory=dict)
+
+    @property
+    def mel80_origin(self) -> float:
+        return self.audio_t0 if self.mel80_t0 is None else self.mel80_t0
 
     @property
     def fps(self) -> float:

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from avsync.errors import EXIT_CODES, AvsyncError
+from avsync.errors import EXIT_CODES, AvsyncError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -162,6 +162,68 @@ def fix(
     out.print(f"wrote {report.output}: audio {how} by {abs(report.offset_ms):.1f} ms, video copied", markup=False)
     for d in report.dropped_streams:
         err.print(f"avsync: note: stream {d} could not be copied and was left out", markup=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    inputs: list[str] = typer.Argument(None, help="Folders, list files (.txt) or clips of in-sync video.",
+                                        show_default=False),
+    split: Optional[str] = typer.Option(None, "--split", help="Use the clips of this split of the manifest."),
+    manifest: Path = typer.Option(Path("../shared/data/manifest.tsv"), "--manifest",
+                                  help="Data manifest (speakers, splits)."),
+    model: str = typer.Option("modelfree", "--model", "--method", help="Estimator to score (see `avsync models`)."),
+    protocol: list[str] = typer.Option(["all"], "--protocol", "-p",
+                                       help="clip, lrs2, singing, strict, regression or all (repeatable)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: accuracy vs context, error vs offset."),
+    reps: int = typer.Option(10, "--reps", help="Repetitions of the strict protocol."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the random offsets (reruns match)."),
+    no_extended: bool = typer.Option(False, "--no-extended", help="Skip the ±20/±25-frame pass."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips."),
+):
+    """Run the seed papers' sync protocols over in-sync clips and report accuracy."""
+    from avsync.eval.render import print_report, save_plot
+    from avsync.eval.runner import PROTOCOLS, EvalOptions, collect_clips, evaluate
+
+    protos = PROTOCOLS if "all" in protocol else tuple(dict.fromkeys(protocol))
+    opts = EvalOptions(protocols=protos, model=model, seed=seed, reps=reps, extended=not no_extended)
+    command = "avsync eval " + " ".join(sys.argv[2:])
+
+    def work():
+        opts.check()
+        clips = collect_clips(inputs or [], split=split, manifest=manifest)
+        if limit is not None:
+            clips[:] = clips[:limit]
+        if not clips:
+            raise UsageError("no clips to evaluate: give folders, files or --split")
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                      TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as prog:
+            task = prog.add_task("", total=len(clips))
+
+            def on_clip(i, clip, rec):
+                prog.update(task, completed=i + 1, description=Path(clip.path).name[:40])
+                if "error" in rec:
+                    err.print(f"avsync: skipped {clip.path}: {rec['error']}", markup=False)
+
+            return evaluate(clips, opts, command=command, on_clip=on_clip)
+
+    rep = _run(work)
+    print_report(rep, out)
+    if report is not None:
+        from avsync.util import atomic_output
+
+        def write():
+            with atomic_output(report) as tmp:
+                tmp.write_text(json.dumps(rep, indent=1, default=float))
+        _run(write)
+        out.print(f"report: {report}", markup=False)
+    if plot is not None:
+        _run(lambda: save_plot(rep, plot))
+        out.print(f"plot: {plot}", markup=False)
+    if rep.get("partial"):
+        raise typer.Exit(130)
 
 
 @app.command()

@@ -16,7 +16,6 @@ into place only when complete; the input is never opened for writing.
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from avsync.errors import AvsyncError, NoAudioError, OutputError, TruncatedMediaError, UsageError
+from avsync.errors import NoAudioError, OutputError, TruncatedMediaError, UsageError
 from avsync.media.decode import _ffmsg, _url, open_input, probe
+from avsync.util import atomic_output
 
 #: Codecs we re-encode audio into when the source codec has no encoder here.
 _FALLBACK_CODEC = {"mp4": "aac", "mov": "aac", "matroska": "flac", "webm": "libopus", "avi": "pcm_s16le"}
@@ -194,35 +194,17 @@ def correct(
         raise UsageError("the output would overwrite the input; choose another output path")
     if dst_p.exists() and not overwrite:
         raise UsageError(f"output exists (use --overwrite to replace it): {dst_p}")
-    if not dst_p.parent.exists():
-        raise OutputError(f"output folder does not exist: {dst_p.parent}")
 
-    suffix = dst_p.suffix or src_p.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst_p.stem}.", suffix=f".avsync-tmp{suffix}", dir=dst_p.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     report = CorrectionReport(input=str(src_p), output=str(dst_p), offset_ms=float(offset_ms))
-    try:
-        _write(src_p, tmp, suffix, offset_ms, info, report)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst_p)
-    except AvsyncError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except av.error.FFmpegError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"could not write {dst_p.name}: {_ffmsg(exc)}") from None
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"could not write {dst_p}: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(dst_p) as tmp:
+        try:
+            _write(src_p, tmp, dst_p.suffix or src_p.suffix, offset_ms, report)
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"could not write {dst_p.name}: {_ffmsg(exc)}") from None
     return report
 
 
-def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, info, report: CorrectionReport) -> None:
+def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: CorrectionReport) -> None:
     fmt = _format_for_suffix(suffix)
     with open_input(src) as inp, av.open(_url(tmp), mode="w", format=fmt) as out:
         mapping: dict[int, object] = {}

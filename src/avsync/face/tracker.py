@@ -42,7 +42,7 @@ class FaceTrack:
     key: list = field(default_factory=list)
     #: Per analysed frame: aligned mouth crop (H, W, 3) uint8, or None; only if crops are kept.
     crops: list = field(default_factory=list)
-    #: Face box side in pixels, per found frame (for reporting face size).
+    #: Per analysed frame (from ``first_frame``): face box side in pixels, NaN if lost.
     sizes: list = field(default_factory=list)
 
     def landmarks(self, n_frames: int) -> np.ndarray:
@@ -55,7 +55,23 @@ class FaceTrack:
 
     @property
     def n_found(self) -> int:
-        return len(self.sizes)
+        return int(np.isfinite(np.asarray(self.sizes, dtype=float)).sum())
+
+    def median_size(self) -> float:
+        sizes = np.asarray(self.sizes, dtype=float)
+        return float(np.nanmedian(sizes)) if np.isfinite(sizes).any() else 0.0
+
+    def sliced(self, start: int, stop: int) -> "FaceTrack":
+        """This track over analysed frames [start, stop), renumbered from 0."""
+        lo = max(start, self.first_frame)
+        a, b = lo - self.first_frame, max(lo, stop) - self.first_frame
+        return FaceTrack(
+            track_id=self.track_id,
+            first_frame=lo - start,
+            key=self.key[a:b],
+            crops=self.crops[a:b] if self.crops else [],
+            sizes=self.sizes[a:b],
+        )
 
 
 class _Active:
@@ -204,14 +220,10 @@ class FaceTracker:
             act.pending = None
             # Pad the track to this frame (frames before it were lost).
             while tr.first_frame + len(tr.key) < fi:
-                tr.key.append(np.full((len(KEY_INDICES), 3), np.nan, np.float32))
-                if self.keep_crops:
-                    tr.crops.append(None)
+                self._append_lost(tr)
             if pts is None:
                 act.misses += 1
-                tr.key.append(np.full((len(KEY_INDICES), 3), np.nan, np.float32))
-                if self.keep_crops:
-                    tr.crops.append(None)
+                self._append_lost(tr)
                 if act.misses > self.max_misses:
                     act.mesh.close()
                     self._active.remove(act)
@@ -232,6 +244,12 @@ class FaceTracker:
                     a.mesh.close()
                     self._active.remove(a)
                     break
+
+    def _append_lost(self, tr: FaceTrack) -> None:
+        tr.key.append(np.full((len(KEY_INDICES), 3), np.nan, np.float32))
+        tr.sizes.append(np.nan)
+        if self.keep_crops:
+            tr.crops.append(None)
 
     @property
     def n_frames(self) -> int:

@@ -100,9 +100,11 @@ class ModelFreeEstimator:
     def scores(self, prep: dict, lags: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
         """Score (W, L): for each window start and lag, the mean of the band correlations."""
         out = np.full((len(starts), len(lags)), np.nan)
+        # Short windows (the 5-frame LRS2 protocol) need all but one frame usable.
+        min_count = min(self.config.min_frames, max(3, length - 1))
         for j, tau in enumerate(lags):
             s = sample_series(prep["env"], prep["t0"], prep["rate"], prep["times"] + tau)
-            r = windowed_corr(prep["lip"], s, starts, length, self.config.min_frames)
+            r = windowed_corr(prep["lip"], s, starts, length, min_count)
             valid = np.isfinite(r).all(1)
             out[valid, j] = r[valid].mean(1)
         return out
