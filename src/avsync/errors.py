@@ -71,6 +71,12 @@ class ModelError(AvsyncError):
     exit_code = 12
 
 
+class UncertainError(AvsyncError):
+    """``fix`` was asked to apply a detected offset whose confidence is too low."""
+
+    exit_code = 13
+
+
 #: For the README and ``avsync --help``.
 EXIT_CODES = {
     0: "success (for `detect`, also when the file is out of sync; see --check)",
@@ -86,4 +92,5 @@ EXIT_CODES = {
     NoSpeechError.exit_code: "no speech in the audio (silence)",
     OutputError.exit_code: "output could not be written",
     ModelError.exit_code: "model not found or corrupt",
+    UncertainError.exit_code: "fix: the detected offset is too uncertain to apply (use --force or --offset-ms)",
 }

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from avsync.errors import EXIT_CODES, AvsyncError, UsageError
+from avsync.errors import EXIT_CODES, AvsyncError, UncertainError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -132,6 +132,7 @@ def fix(
     offset_ms: Optional[float] = typer.Option(
         None, "--offset-ms", help="Apply this known offset (ms, >0 = audio late) instead of detecting."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
+    force: bool = typer.Option(False, "--force", help="Apply a detected offset even when its confidence is low."),
     max_offset_ms: Optional[float] = typer.Option(None, "--max-offset-ms", help="Search range when detecting."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ):
@@ -144,6 +145,10 @@ def fix(
         if off is None:
             detected = avsync.detect(path, max_offset_ms=max_offset_ms)
             off = detected.offset_ms
+            if not detected.reliable and not force:
+                raise UncertainError(
+                    f"not writing a correction: {detected.sentence()}. "
+                    "Pass --force to apply it anyway, or --offset-ms to give the offset")
         report = avsync.correct(path, output, offset_ms=off, overwrite=overwrite)
         return detected, report
 
