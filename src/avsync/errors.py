@@ -80,7 +80,7 @@ class UncertainError(AvsyncError):
 #: For the README and ``avsync --help``.
 EXIT_CODES = {
     0: "success (for `detect`, also when the file is out of sync; see --check)",
-    1: "out of sync, with `detect --check` (or an internal error, with a traceback)",
+    1: "out of sync, with `detect --check`",
     UsageError.exit_code: "bad arguments",
     InputNotFoundError.exit_code: "input file not found",
     NotMediaError.exit_code: "not a media file",
@@ -93,4 +93,5 @@ EXIT_CODES = {
     OutputError.exit_code: "output could not be written",
     ModelError.exit_code: "model not found or corrupt",
     UncertainError.exit_code: "fix: the detected offset is too uncertain to apply (use --force or --offset-ms)",
+    70: "internal error (a bug; the traceback is printed)",
 }

@@ -21,7 +21,7 @@ from avsync.audio.features import E2E_MEL, LOGMEL, StreamingFeatures
 from avsync.constants import MAX_ANALYSIS_FPS
 from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMediaError
 from avsync.face.tracker import FaceTrack, FaceTracker, frame_to_rgb
-from avsync.media.decode import MediaInfo, iter_audio_chunks, iter_video_frames, probe
+from avsync.media.decode import MediaInfo, is_truncated, iter_audio_chunks, iter_video_frames, probe
 
 ProgressHook = Callable[[float], None]
 
@@ -53,10 +53,14 @@ class Extraction:
 
     @property
     def fps(self) -> float:
-        """Analysis frame rate: median of the analysed frames' rate."""
-        if len(self.times) < 2:
+        """Analysis frame rate: analysed frames per second of the span they cover.
+
+        (A median of frame intervals would be wrong on containers with 1 ms
+        timestamps, where 29.97 fps shows as steps of 33 and 34 ms.)
+        """
+        if len(self.times) < 2 or self.times[-1] <= self.times[0]:
             return self.info.fps
-        return float(1.0 / np.median(np.diff(self.times)))
+        return float((len(self.times) - 1) / (self.times[-1] - self.times[0]))
 
     @property
     def n_frames(self) -> int:
@@ -165,7 +169,7 @@ def _check_complete(ext: Extraction) -> None:
     video_end = ext.times[-1] - ext.info.video_start_s + 1.0 / max(ext.fps, 1.0)
     audio_end = ext.audio_duration_s
     short = min(video_end, audio_end)
-    if short < 0.8 * declared - 0.5:
+    if is_truncated(short, declared):
         raise TruncatedMediaError(
             f"file is truncated: streams end at {short:.1f} s of a declared {declared:.1f} s: {ext.info.path}"
         )

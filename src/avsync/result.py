@@ -59,14 +59,14 @@ class SyncResult:
         return self.offset_ms
 
     def sentence(self) -> str:
-        ms = abs(self.offset_ms)
+        ms = round(abs(self.offset_ms))
         frames = abs(self.offset_frames)
         fps = f"{self.fps:.2f}".rstrip("0").rstrip(".")
-        if ms < 0.5:
+        if ms == 0:
             where = "audio and video line up (0 ms)"
         else:
             word = "late" if self.offset_ms > 0 else "early"
-            where = f"audio is {ms:.0f} ms {word} ({frames:.1f} frames at {fps} fps)"
+            where = f"audio is {ms} ms {word} ({frames:.1f} frames at {fps} fps)"
         verdict = "in sync" if self.in_sync else "out of sync"
         tol = f"±{self.tolerance_ms:.0f} ms"
         text = f"{where}; confidence {self.confidence:.1f} -> {verdict} (tolerance {tol})"

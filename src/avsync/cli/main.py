@@ -41,6 +41,7 @@ def _own_stderr():
 
 
 _stderr = _own_stderr() if os.environ.get("AVSYNC_NATIVE_LOGS") != "1" else sys.stderr
+sys.stderr = _stderr  # Python-level writers (click, warnings) keep a working stderr
 err = Console(file=_stderr, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
@@ -48,8 +49,13 @@ out = Console(highlight=False, soft_wrap=True)
 INTERNAL_ERROR = 70
 
 
+def _one_line(text: str) -> str:
+    """Control characters (a newline in a file name, say) shown escaped, so an error stays one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _fail(exc: AvsyncError) -> None:
-    err.print(f"avsync: {exc}", markup=False, soft_wrap=True)
+    err.print(f"avsync: {_one_line(str(exc))}", markup=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -164,7 +170,8 @@ def fix(
     if detected is not None:
         out.print(f"detected: {detected.sentence()}", markup=False)
     how = "advanced" if report.offset_ms > 0 else "delayed"
-    out.print(f"wrote {report.output}: audio {how} by {abs(report.offset_ms):.1f} ms, video copied", markup=False)
+    copied = f", {report.copied_streams} other stream(s) copied" if report.copied_streams else ""
+    out.print(f"wrote {report.output}: audio {how} by {abs(report.offset_ms):.1f} ms{copied}", markup=False)
     for d in report.dropped_streams:
         err.print(f"avsync: note: stream {d} could not be copied and was left out", markup=False)
 
@@ -250,7 +257,24 @@ def version():
 
 
 def main() -> None:
-    app()
+    """Console entry point: click's own usage errors also become one ``avsync:`` line."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        err.print("avsync: interrupted", markup=False)
+        code = 130
+    except Exception as exc:
+        # Click's usage errors (bad option values, missing arguments): they carry
+        # format_message() and exit_code 2, whichever click typer bundles.
+        if not (hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == UsageError.exit_code):
+            raise
+        message = _one_line(exc.format_message()).strip()
+        if message:  # empty when the help was shown for a bare `avsync`
+            err.print(f"avsync: {message} (see avsync --help)", markup=False)
+        code = UsageError.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import av
 import numpy as np
 
 from avsync.errors import NoAudioError, OutputError, TruncatedMediaError, UsageError
-from avsync.media.decode import _ffmsg, _url, open_input, probe
+from avsync.media.decode import _ffmsg, _url, is_truncated, open_input, probe
 from avsync.util import atomic_output
 
 #: Codecs we re-encode audio into when the source codec has no encoder here.
@@ -83,9 +83,14 @@ def _encoder_name(src_codec: str, out_format: str) -> str:
 
 
 class _AudioShifter:
-    """Decode -> shift -> re-encode one audio stream."""
+    """Decode -> shift -> re-encode one audio stream, keeping its sample count.
 
-    def __init__(self, in_stream, out_container, shift_samples: int, total_samples: int | None):
+    Advancing (shift > 0) drops the first ``shift`` samples and pads as many
+    zeros at the end; delaying (shift < 0) inserts zeros at the start and holds
+    back the last |shift| samples, which are dropped at the end.
+    """
+
+    def __init__(self, in_stream, out_container, shift_samples: int):
         cc = in_stream.codec_context
         self.rate = cc.sample_rate
         self.layout = cc.layout.name
@@ -97,51 +102,36 @@ class _AudioShifter:
         fmt = self.out.codec_context.codec.audio_formats
         self.format = fmt[0].name if fmt else "fltp"
         self.out.format = self.format
+        self.channels = len(av.AudioLayout(self.layout).channels)
+        self.planar = av.AudioFormat(self.format).is_planar
         self.resampler = av.AudioResampler(format=self.format, layout=self.layout, rate=self.rate)
         self.fifo = av.AudioFifo()
-        self.shift = shift_samples  # >0: drop this many; <0: insert this many zeros
+        self.shift = shift_samples
         self.to_drop = max(0, shift_samples)
-        self.total = total_samples
-        self.written = 0  # samples handed to the fifo
+        self.hold_back = max(0, -shift_samples)
         self.next_pts: int | None = None
-        self.started = False
 
     def _silence(self, n: int) -> av.AudioFrame:
-        channels = len(av.AudioLayout(self.layout).channels)
-        planar = av.AudioFormat(self.format).is_planar
         dtype = _SAMPLE_DTYPE[self.format.rstrip("p")]
-        shape = (channels, n) if planar else (1, n * channels)
-        frame = av.AudioFrame.from_ndarray(np.zeros(shape, dtype=dtype), format=self.format, layout=self.layout)
+        shape = (self.channels, n) if self.planar else (1, n * self.channels)
+        return self._frame(np.zeros(shape, dtype=dtype))
+
+    def _frame(self, arr: np.ndarray) -> av.AudioFrame:
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=self.format, layout=self.layout)
         frame.sample_rate = self.rate
         return frame
 
+    def _tail(self, frame: av.AudioFrame, start: int) -> av.AudioFrame:
+        arr = frame.to_ndarray()
+        return self._frame(arr[:, start:] if self.planar else arr[:, start * self.channels :])
+
     def _push(self, frame: av.AudioFrame) -> None:
-        n = frame.samples
-        if self.total is not None and self.written + n > self.total:
-            keep = self.total - self.written
-            if keep <= 0:
-                return
-            frame = self._slice(frame, 0, keep)
-            n = keep
         frame.pts = None
         self.fifo.write(frame)
-        self.written += n
-
-    def _slice(self, frame: av.AudioFrame, start: int, stop: int) -> av.AudioFrame:
-        arr = frame.to_ndarray()
-        channels = len(av.AudioLayout(self.layout).channels)
-        if av.AudioFormat(self.format).is_planar:
-            arr = arr[:, start:stop]
-        else:
-            arr = arr[:, start * channels : stop * channels]
-        out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=self.format, layout=self.layout)
-        out.sample_rate = self.rate
-        return out
 
     def feed(self, frame: av.AudioFrame | None):
         """Take a decoded frame (None at the end); return packets to mux."""
-        if frame is not None and not self.started:
-            self.started = True
+        if frame is not None and self.next_pts is None:
             t = frame.time if frame.time is not None else 0.0
             self.next_pts = int(round(t * self.rate))
             if self.shift < 0:
@@ -151,18 +141,24 @@ class _AudioShifter:
                 if rf.samples <= self.to_drop:
                     self.to_drop -= rf.samples
                     continue
-                rf = self._slice(rf, self.to_drop, rf.samples)
+                rf = self._tail(rf, self.to_drop)
                 self.to_drop = 0
             self._push(rf)
-        if frame is None and self.total is not None and self.written < self.total:
-            self._push(self._silence(self.total - self.written))
-        return self._encode(final=frame is None)
+        final = frame is None
+        if final and self.shift > 0 and self.next_pts is not None:
+            self._push(self._silence(self.shift))
+        return self._encode(final)
 
     def _encode(self, final: bool):
         packets = []
+        if self.next_pts is None:  # the stream held no audio at all
+            return packets
         size = self.out.codec_context.frame_size or 1024
-        while self.fifo.samples >= size or (final and self.fifo.samples):
-            chunk = self.fifo.read(min(size, self.fifo.samples))
+        while self.fifo.samples - self.hold_back > 0:
+            n = min(size, self.fifo.samples - self.hold_back)
+            if n < size and not final:
+                break
+            chunk = self.fifo.read(n)
             chunk.pts = self.next_pts
             chunk.time_base = Fraction(1, self.rate)
             self.next_pts += chunk.samples
@@ -195,17 +191,20 @@ def correct(
     if dst_p.exists() and not overwrite:
         raise UsageError(f"output exists (use --overwrite to replace it): {dst_p}")
 
+    if dst_p.suffix.lower() not in _MUXER_FOR_SUFFIX:
+        raise UsageError(f"cannot write a {dst_p.suffix or 'suffix-less'} file; use one of "
+                         + ", ".join(sorted(_MUXER_FOR_SUFFIX)))
     report = CorrectionReport(input=str(src_p), output=str(dst_p), offset_ms=float(offset_ms))
     with atomic_output(dst_p) as tmp:
         try:
-            _write(src_p, tmp, dst_p.suffix or src_p.suffix, offset_ms, report)
+            _write(src_p, tmp, dst_p.suffix, offset_ms, report)
         except av.error.FFmpegError as exc:
             raise OutputError(f"could not write {dst_p.name}: {_ffmsg(exc)}") from None
     return report
 
 
 def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: CorrectionReport) -> None:
-    fmt = _format_for_suffix(suffix)
+    fmt = _MUXER_FOR_SUFFIX[suffix.lower()]
     with open_input(src) as inp, av.open(_url(tmp), mode="w", format=fmt) as out:
         mapping: dict[int, object] = {}
         shifters: dict[int, _AudioShifter] = {}
@@ -213,10 +212,7 @@ def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: Correcti
             if s.type == "audio":
                 cc = s.codec_context
                 shift = int(round(offset_ms / 1000.0 * cc.sample_rate))
-                total = None
-                if s.duration and s.time_base:
-                    total = int(round(float(s.duration * s.time_base) * cc.sample_rate))
-                sh = _AudioShifter(s, out, shift, total)
+                sh = _AudioShifter(s, out, shift)
                 shifters[s.index] = sh
                 mapping[s.index] = sh.out
                 report.audio.append({"stream": s.index, "codec": sh.encoder, "rate": cc.sample_rate, "shift_samples": shift})
@@ -226,15 +222,21 @@ def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: Correcti
                     report.copied_streams += 1
                 except (ValueError, av.error.FFmpegError) as exc:
                     report.dropped_streams.append(f"#{s.index} {s.type} ({_ffmsg(exc)})")
+        ends: dict[int, float] = {}
         try:
             for packet in inp.demux():
                 idx = packet.stream.index
+                if packet.stream.type in ("audio", "video") and packet.pts is not None and packet.time_base:
+                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                    ends[idx] = max(ends.get(idx, end), end)
                 if idx in shifters:
                     for frame in packet.decode():
                         for p in shifters[idx].feed(frame):
                             out.mux(p)
                     continue
-                if idx not in mapping or packet.dts is None:
+                # Demuxers end each stream with an empty flush packet; Matroska
+                # gives real packets without dts, which must be kept.
+                if idx not in mapping or packet.size == 0:
                     continue
                 packet.stream = mapping[idx]
                 out.mux(packet)
@@ -243,10 +245,14 @@ def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: Correcti
         for sh in shifters.values():
             for p in sh.feed(None):
                 out.mux(p)
+        declared = float(inp.duration) / av.time_base if inp.duration else 0.0
+        start = float(inp.start_time) / av.time_base if inp.start_time else 0.0
+        if ends and is_truncated(min(ends.values()) - start, declared):
+            raise TruncatedMediaError(
+                f"file is truncated: streams end at {min(ends.values()) - start:.1f} s of a declared "
+                f"{declared:.1f} s: {src.name}")
 
 
-def _format_for_suffix(suffix: str) -> str | None:
-    """Muxer for the output's extension (None lets FFmpeg guess from the name)."""
-    s = suffix.lower()
-    table = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
-    return table.get(s)
+#: Output extensions ``correct`` writes, and their muxers.
+_MUXER_FOR_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+                     ".avi": "avi", ".ts": "mpegts", ".flv": "flv"}

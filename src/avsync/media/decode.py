@@ -103,6 +103,11 @@ def open_input(path: str | os.PathLike) -> av.container.InputContainer:
         raise NotMediaError(f"cannot open as media ({_ffmsg(exc)}): {p}") from None
 
 
+def is_truncated(end_s: float, declared_s: float) -> bool:
+    """Streams that stop well short of the container's declared duration mean a cut file."""
+    return declared_s > 0 and end_s < 0.8 * declared_s - 0.5
+
+
 def _ffmsg(exc: Exception) -> str:
     msg = getattr(exc, "strerror", None) or str(exc)
     return str(msg).strip().rstrip(".")

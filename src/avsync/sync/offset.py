@@ -27,7 +27,7 @@ def sample_series(series: np.ndarray, t0: float, rate: float, times: np.ndarray)
     """
     pos = (np.asarray(times, dtype=np.float64) - t0) * rate
     n = len(series)
-    ok = (pos >= 0) & (pos <= n - 1)
+    ok = (pos >= -1e-9) & (pos <= n - 1 + 1e-9)  # float slack at the ends
     lo = np.clip(np.floor(pos).astype(np.int64), 0, max(n - 2, 0))
     frac = np.clip(pos - lo, 0.0, 1.0)
     s = np.asarray(series, dtype=np.float64)
