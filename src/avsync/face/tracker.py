@@ -14,6 +14,7 @@ where a face is lost. Optionally it also keeps aligned mouth crops.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -75,14 +76,32 @@ class FaceTrack:
 
 
 class _Active:
-    """Tracking state of a live track (not stored in the result)."""
+    """Tracking state of a live track (not stored in the result).
 
-    def __init__(self, track: FaceTrack, box: tuple[float, float, float], mesh):
+    Each track has two face-mesh graphs that take alternate frames, so two
+    frames can be in the models at once, one per core.
+    """
+
+    def __init__(self, track: FaceTrack, box: tuple[float, float, float], meshes: list):
         self.track = track
         self.box = box  # centre x, centre y, side (pixels)
-        self.mesh = mesh
+        self.meshes = meshes
         self.misses = 0
         self.pending: np.ndarray | None = None  # landmarks already found on this frame
+
+    def close(self) -> None:
+        for m in self.meshes:
+            m.close()
+
+
+class _Done:
+    """A finished result with the interface of a Future."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def result(self):
+        return self._value
 
 
 def frame_to_rgb(frame) -> np.ndarray:
@@ -129,6 +148,7 @@ class FaceTracker:
         redetect_every: int = 25,
         max_misses: int = 12,
         min_detection_confidence: float = 0.5,
+        workers: int = 2,
     ):
         import mediapipe as mp  # heavy import, only when faces are needed
 
@@ -143,6 +163,9 @@ class FaceTracker:
         self.tracks: list[FaceTrack] = []
         self._active: list[_Active] = []
         self._frame = 0
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="avsync-mesh") if workers > 1 else None
+        self._inflight: tuple[int, np.ndarray, list] | None = None
+        self._retired: list[_Active] = []
 
     # -- detection ------------------------------------------------------------
     def _detect(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
@@ -160,21 +183,25 @@ class FaceTracker:
         boxes.sort(key=lambda b: -b[2])
         return boxes
 
-    def _new_mesh(self):
-        return self._mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=False,
-            min_detection_confidence=0.5, min_tracking_confidence=0.5,
-        )
+    def _new_meshes(self) -> list:
+        return [
+            self._mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=1, refine_landmarks=False,
+                min_detection_confidence=0.5, min_tracking_confidence=0.5,
+            )
+            for _ in range(2)
+        ]
 
     # -- mesh on a crop ---------------------------------------------------------
-    def _mesh(self, act: _Active, rgb: np.ndarray) -> np.ndarray | None:
-        cx, cy, side = act.box
+    @staticmethod
+    def _mesh(mesh, box: tuple[float, float, float], rgb: np.ndarray) -> np.ndarray | None:
+        cx, cy, side = box
         crop_side = 1.8 * side
         s = MESH_CROP_SIDE / crop_side
         m = np.array([[s, 0.0, MESH_CROP_SIDE / 2 - s * cx], [0.0, s, MESH_CROP_SIDE / 2 - s * cy]])
         crop = cv2.warpAffine(rgb, m, (MESH_CROP_SIDE, MESH_CROP_SIDE), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
-        res = act.mesh.process(crop)
+        res = mesh.process(crop)
         if not res.multi_face_landmarks:
             return None
         lm = res.multi_face_landmarks[0].landmark
@@ -186,47 +213,79 @@ class FaceTracker:
         pts[:, 2] /= s
         return pts
 
+    def _submit(self, act: _Active, fi: int, rgb: np.ndarray):
+        mesh = act.meshes[fi % 2]
+        if self._pool is None:
+            return _Done(self._mesh(mesh, act.box, rgb))
+        return self._pool.submit(self._mesh, mesh, act.box, rgb)
+
     # -- per frame --------------------------------------------------------------
     def update(self, frame) -> None:
-        """Process the next analysed frame (a PyAV VideoFrame or an RGB array)."""
+        """Process the next analysed frame (a PyAV VideoFrame or an RGB array).
+
+        Frame i's mesh runs while frame i-1's result is read back, so each
+        face's crop box comes from two frames back (80 ms at 25 fps): well
+        inside the crop's margin.
+        """
         rgb = frame if isinstance(frame, np.ndarray) else frame_to_rgb(frame)
         fi = self._frame
         self._frame += 1
 
         any_lost = any(a.misses for a in self._active)
         if not self._active or any_lost or (fi % self.redetect_every == 0 and len(self._active) < self.max_faces):
-            boxes = self._detect(rgb)
-            for box in boxes:
-                match = max(self._active, key=lambda a: _iou(a.box, box), default=None)
-                if match is not None and _iou(match.box, box) > 0.2:
-                    if match.misses:  # re-acquire a lost face where the detector sees it
-                        match.box = box
-                    continue
-                if len(self._active) >= self.max_faces:
-                    continue
-                # A detection becomes a track only once the mesh confirms a face there.
-                cand = _Active(FaceTrack(track_id=-1, first_frame=fi), box, self._new_mesh())
-                cand.pending = self._mesh(cand, rgb)
-                if cand.pending is None:
-                    cand.mesh.close()
-                    continue
-                cand.track.track_id = len(self.tracks)
-                self.tracks.append(cand.track)
-                self._active.append(cand)
+            self._add_faces(rgb, fi)
+        jobs = []
+        for act in self._active:
+            if act.pending is not None:
+                jobs.append((act, _Done(act.pending)))
+                act.pending = None
+            else:
+                jobs.append((act, self._submit(act, fi, rgb)))
+        self.flush()
+        self._inflight = (fi, rgb, jobs)
 
-        for act in list(self._active):
+    def _add_faces(self, rgb: np.ndarray, fi: int) -> None:
+        for box in self._detect(rgb):
+            match = max(self._active, key=lambda a: _iou(a.box, box), default=None)
+            if match is not None and _iou(match.box, box) > 0.2:
+                if match.misses:  # re-acquire a lost face where the detector sees it
+                    match.box = box
+                continue
+            if len(self._active) >= self.max_faces:
+                continue
+            # A detection becomes a track only once the mesh confirms a face there.
+            cand = _Active(FaceTrack(track_id=-1, first_frame=fi), box, self._new_meshes())
+            cand.pending = self._mesh(cand.meshes[fi % 2], box, rgb)
+            if cand.pending is None:
+                cand.close()
+                continue
+            cand.track.track_id = len(self.tracks)
+            self.tracks.append(cand.track)
+            self._active.append(cand)
+
+    def flush(self) -> None:
+        """Read back the frame still in the models (call once after the last ``update``)."""
+        if self._inflight is None:
+            return
+        fi, rgb, jobs = self._inflight
+        self._inflight = None
+        results = [(act, job.result()) for act, job in jobs]
+        # Tracks dropped at the last read-back had this frame in flight; now
+        # that it is back, their models can be released.
+        for act in self._retired:
+            act.close()
+        self._retired = []
+        for act, pts in results:
+            if act not in self._active:  # dropped while this frame was in flight
+                continue
             tr = act.track
-            pts = act.pending if act.pending is not None else self._mesh(act, rgb)
-            act.pending = None
-            # Pad the track to this frame (frames before it were lost).
-            while tr.first_frame + len(tr.key) < fi:
+            while tr.first_frame + len(tr.key) < fi:  # frames before this one were lost
                 self._append_lost(tr)
             if pts is None:
                 act.misses += 1
                 self._append_lost(tr)
                 if act.misses > self.max_misses:
-                    act.mesh.close()
-                    self._active.remove(act)
+                    self._retire(act)
                 continue
             act.misses = 0
             x0, y0 = pts[:, :2].min(0)
@@ -241,9 +300,12 @@ class FaceTracker:
         for a in list(self._active):
             for b in self._active:
                 if a is not b and a in self._active and b.track.track_id < a.track.track_id and _iou(a.box, b.box) > 0.5:
-                    a.mesh.close()
-                    self._active.remove(a)
+                    self._retire(a)
                     break
+
+    def _retire(self, act: _Active) -> None:
+        self._active.remove(act)
+        self._retired.append(act)
 
     def _append_lost(self, tr: FaceTrack) -> None:
         tr.key.append(np.full((len(KEY_INDICES), 3), np.nan, np.float32))
@@ -256,10 +318,16 @@ class FaceTracker:
         return self._frame
 
     def close(self) -> None:
-        for a in self._active:
-            a.mesh.close()
-        self._active = []
-        self._detector.close()
+        """Release the models; a frame still in flight is read back first."""
+        try:
+            self.flush()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            for a in self._active + self._retired:
+                a.close()
+            self._active, self._retired = [], []
+            self._detector.close()
 
 
 def track_faces(frames, max_faces: int = 4, keep_crops: bool = False) -> tuple[list[FaceTrack], int]:
