@@ -100,6 +100,8 @@ def _face_infos(ext: Extraction) -> list[dict]:
         key = tr.landmarks(ext.n_frames)
         found = np.isfinite(key).all(axis=(1, 2))
         idx = np.flatnonzero(found)
+        if idx.size == 0:
+            continue
         out.append(
             dict(index=i, track=tr, found=found, first=ext.times[idx[0]], last=ext.times[idx[-1]],
                  size=tr.median_size())

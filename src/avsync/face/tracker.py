@@ -160,7 +160,7 @@ class FaceTracker:
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_detection_confidence
         )
-        self.tracks: list[FaceTrack] = []
+        self._tracks: list[FaceTrack] = []
         self._active: list[_Active] = []
         self._frame = 0
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="avsync-mesh") if workers > 1 else None
@@ -259,8 +259,8 @@ class FaceTracker:
             if cand.pending is None:
                 cand.close()
                 continue
-            cand.track.track_id = len(self.tracks)
-            self.tracks.append(cand.track)
+            cand.track.track_id = len(self._tracks)
+            self._tracks.append(cand.track)
             self._active.append(cand)
 
     def flush(self) -> None:
@@ -316,6 +316,12 @@ class FaceTracker:
     @property
     def n_frames(self) -> int:
         return self._frame
+
+    @property
+    def tracks(self) -> list[FaceTrack]:
+        """Tracks with at least one found frame (a track can be dropped as a
+        duplicate before its first frame is read back)."""
+        return [t for t in self._tracks if t.n_found]
 
     def close(self) -> None:
         """Release the models; a frame still in flight is read back first."""
