@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from avsync.errors import NoAudioError, NoVideoError, UsageError
-from avsync.media.decode import _url, open_input, probe
+from avsync.media.decode import _url, iter_video_frames, open_input, probe
 
 #: Offsets of the standard pass, in frames (benchmark-protocol.md).
 STANDARD_OFFSETS = (-15, -11, -7, -4, -2, 0, 2, 4, 7, 11, 15)
@@ -55,7 +55,7 @@ def make_trial(src: str | os.PathLike, dst: str | os.PathLike, k_frames: int, *,
         raise UsageError(f"clip too short for a {k}-frame trial: {src.name}")
     audio_codec = "pcm_s16le" if suffix == ".mkv" else "aac"
 
-    # Audio: native rate, trimmed by |k| frames' worth of samples.
+    # Audio at its native rate, with the presentation time of its first sample.
     with open_input(src) as c:
         a_in = c.streams.audio[0]
         rate = a_in.codec_context.sample_rate
@@ -63,24 +63,33 @@ def make_trial(src: str | os.PathLike, dst: str | os.PathLike, k_frames: int, *,
         if layout not in ("mono", "stereo"):
             layout = "stereo"
         res = av.AudioResampler(format="s16", layout=layout, rate=rate)
-        chunks = [f.to_ndarray() for fr in c.decode(a_in) for f in res.resample(fr)]
+        a0 = None
+        chunks = []
+        for fr in c.decode(a_in):
+            if a0 is None:
+                a0 = float(fr.time) if fr.time is not None else 0.0
+            chunks += [f.to_ndarray() for f in res.resample(fr)]
         chunks += [f.to_ndarray() for f in res.resample(None)]
+    if a0 is None:
+        raise NoAudioError(f"the audio stream of {src.name} holds no decodable samples")
     channels = 1 if layout == "mono" else 2
     audio = np.concatenate(chunks, axis=1).reshape(-1, channels)  # packed s16 -> (n, ch)
     cut = int(round(abs(k) * rate / fps))
-    audio = audio[: len(audio) - cut] if k > 0 else audio[cut:]
 
+    # Source streams may start at different times (a clip whose picture starts
+    # 0.8 s after its sound, say). Both are first cut to a common start, the
+    # first video frame at or after the first audio sample, so that the trial's
+    # t = 0 is the same instant in both; then the k-frame trim is applied.
     tmp = dst.with_name(f".{dst.name}.part{suffix}")
+    tb = Fraction(1, 90_000)
     try:
-        with open_input(src) as c, av.open(_url(tmp), "w") as out:
-            v_in = c.streams.video[0]
-            v_in.thread_type = "AUTO"
+        with av.open(_url(tmp), "w") as out:
             v_out = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            v_out.width = v_in.codec_context.width // 2 * 2
-            v_out.height = v_in.codec_context.height // 2 * 2
+            v_out.width = info.width // 2 * 2
+            v_out.height = info.height // 2 * 2
             v_out.pix_fmt = "yuv420p"
-            v_out.time_base = v_in.time_base
-            v_out.codec_context.time_base = v_in.time_base
+            v_out.time_base = tb
+            v_out.codec_context.time_base = tb
             v_out.options = {"crf": str(crf), "preset": "veryfast"}
             a_out = out.add_stream(audio_codec, rate=rate)
             a_out.layout = layout
@@ -88,20 +97,29 @@ def make_trial(src: str | os.PathLike, dst: str | os.PathLike, k_frames: int, *,
                 a_out.bit_rate = 192_000
             held: deque = deque()
             t_first = None
-            for i, frame in enumerate(c.decode(v_in)):
-                if k > 0 and i < k:
+            n_seen = 0
+            for _, t, frame in iter_video_frames(src):
+                if t < a0 - 1e-6:  # picture before the sound starts
                     continue
-                held.append(frame)
+                n_seen += 1
+                if k > 0 and n_seen <= k:
+                    if n_seen == 1:
+                        audio = audio[int(round((t - a0) * rate)) :]
+                    continue
+                held.append((t, frame))
                 if k < 0 and len(held) <= -k:
                     continue
-                f = held.popleft()
+                t_f, f = held.popleft()
                 if t_first is None:
-                    t_first = f.pts
+                    t_first = t_f
+                    if k <= 0:
+                        audio = audio[int(round((t_f - a0) * rate)) :]
                 g = f.reformat(width=v_out.width, height=v_out.height, format="yuv420p")
-                g.pts = f.pts - t_first
-                g.time_base = v_in.time_base
+                g.pts = int(round((t_f - t_first) / tb))
+                g.time_base = tb
                 out.mux(v_out.encode(g))
             out.mux(v_out.encode(None))
+            audio = audio[: len(audio) - cut] if k > 0 else audio[cut:]
             _write_audio(out, a_out, audio, rate, layout)
         os.replace(tmp, dst)
     finally:
