@@ -31,6 +31,8 @@ _KEY = list(KEY_INDICES)
 #: Extra mesh points read only to place the face box (chin, jaw line, forehead).
 _BOX_EXTRA = [152, 10, 234, 454, 58, 288]
 _READ = _KEY + _BOX_EXTRA
+#: While no face is tracked, or one is lost, the detector runs every this many frames.
+_SEARCH_EVERY = 3
 
 
 @dataclass
@@ -89,9 +91,6 @@ class _Active:
         self.misses = 0
         self.pending: np.ndarray | None = None  # landmarks already found on this frame
 
-    def close(self) -> None:
-        for m in self.meshes:
-            m.close()
 
 
 class _Done:
@@ -166,6 +165,7 @@ class FaceTracker:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="avsync-mesh") if workers > 1 else None
         self._inflight: tuple[int, np.ndarray, list] | None = None
         self._retired: list[_Active] = []
+        self._free: list[list] = []  # mesh-graph pairs of finished tracks, for reuse
 
     # -- detection ------------------------------------------------------------
     def _detect(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
@@ -183,7 +183,17 @@ class FaceTracker:
         boxes.sort(key=lambda b: -b[2])
         return boxes
 
-    def _new_meshes(self) -> list:
+    def _take_meshes(self) -> list:
+        """A pair of face-mesh graphs: a released pair if there is one, else new ones.
+
+        Graphs are reused rather than closed and re-made: in a long file with
+        many cuts, faces come and go thousands of times, and making graphs
+        that often costs time and memory. A reused graph's memory of the last
+        face is harmless: its crop is re-centred on the new face, and it falls
+        back to its own detector when the old region holds no face.
+        """
+        if self._free:
+            return self._free.pop()
         return [
             self._mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=False, max_num_faces=1, refine_landmarks=False,
@@ -231,8 +241,12 @@ class FaceTracker:
         fi = self._frame
         self._frame += 1
 
+        # Look for faces: at the start, every `redetect_every` frames for new
+        # ones, and every few frames while a face is lost (after a cut, say).
         any_lost = any(a.misses for a in self._active)
-        if not self._active or any_lost or (fi % self.redetect_every == 0 and len(self._active) < self.max_faces):
+        if (not self._active and fi % _SEARCH_EVERY == 0) or (any_lost and fi % _SEARCH_EVERY == 0) or (
+            fi % self.redetect_every == 0 and len(self._active) < self.max_faces
+        ):
             self._add_faces(rgb, fi)
         jobs = []
         for act in self._active:
@@ -254,10 +268,10 @@ class FaceTracker:
             if len(self._active) >= self.max_faces:
                 continue
             # A detection becomes a track only once the mesh confirms a face there.
-            cand = _Active(FaceTrack(track_id=-1, first_frame=fi), box, self._new_meshes())
+            cand = _Active(FaceTrack(track_id=-1, first_frame=fi), box, self._take_meshes())
             cand.pending = self._mesh(cand.meshes[fi % 2], box, rgb)
             if cand.pending is None:
-                cand.close()
+                self._free.append(cand.meshes)
                 continue
             cand.track.track_id = len(self._tracks)
             self._tracks.append(cand.track)
@@ -272,8 +286,7 @@ class FaceTracker:
         results = [(act, job.result()) for act, job in jobs]
         # Tracks dropped at the last read-back had this frame in flight; now
         # that it is back, their models can be released.
-        for act in self._retired:
-            act.close()
+        self._free.extend(act.meshes for act in self._retired)
         self._retired = []
         for act, pts in results:
             if act not in self._active:  # dropped while this frame was in flight
@@ -330,9 +343,10 @@ class FaceTracker:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
-            for a in self._active + self._retired:
-                a.close()
-            self._active, self._retired = [], []
+            for meshes in self._free + [a.meshes for a in self._active + self._retired]:
+                for m in meshes:
+                    m.close()
+            self._active, self._retired, self._free = [], [], []
             self._detector.close()
 
 
