@@ -127,13 +127,12 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     max_s = (opts.max_offset_ms / 1000.0) if opts.max_offset_ms else DEFAULT_MAX_OFFSET_FRAMES / fps
     lags = lag_grid(max_s, fps)
     readings = []
-    for f in faces:
-        prep = estimator.prepare(ext, f["index"])
-        curve = estimator.file_curve(prep, lags, fps)
-        readings.append((f, prep, curve, _read(lags, curve, fps, estimator)))
+    for f in faces:  # only the curves are kept: a long file can hold hundreds of faces
+        curve = estimator.file_curve(estimator.prepare(ext, f["index"]), lags, fps)
+        readings.append((f, curve, _read(lags, curve, fps, estimator)))
     # The active face is the one whose lips agree best with the voice.
-    best = max(readings, key=lambda r: (r[3].confidence, np.nan_to_num(r[3].peak, nan=-np.inf)))
-    f, prep, curve, reading = best
+    best = max(readings, key=lambda r: (r[2].confidence, np.nan_to_num(r[2].peak, nan=-np.inf)))
+    f, curve, reading = best
     offset_ms = reading.lag_s * 1000.0
     tol_ms = opts.tolerance_frames * frame_ms(fps)
 
@@ -145,15 +144,15 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
             first_s=float(r[0]["first"] - ext.times[0]),
             last_s=float(r[0]["last"] - ext.times[0]),
             face_px=round(r[0]["size"], 1),
-            offset_ms=round(r[3].lag_s * 1000.0, 1) if np.isfinite(r[3].peak) else None,
-            confidence=round(r[3].confidence, 2),
+            offset_ms=round(r[2].lag_s * 1000.0, 1) if np.isfinite(r[2].peak) else None,
+            confidence=round(r[2].confidence, 2),
             active=r is best,
         )
         for r in readings
     ]
     windows = None
     if opts.window_frames:
-        windows = _windows(ext, estimator, prep, lags, opts.window_frames, fps)
+        windows = _windows(ext, estimator, estimator.prepare(ext, f["index"]), lags, opts.window_frames, fps)
     return SyncResult(
         path=ext.info.path,
         offset_ms=round(offset_ms, 1),

@@ -84,6 +84,13 @@ class ModelFreeEstimator:
 
     def __init__(self, config: ModelFreeConfig = ModelFreeConfig()):
         self.config = config
+        self._env_of: tuple[np.ndarray, np.ndarray] | None = None  # (mel40, its envelopes)
+
+    def _envelopes(self, mel40: np.ndarray) -> np.ndarray:
+        """Band envelopes of an extraction's audio, computed once for all its faces."""
+        if self._env_of is None or self._env_of[0] is not mel40:
+            self._env_of = (mel40, band_envelopes(mel40, self.config))
+        return self._env_of[1]
 
     # Features are computed once per extraction and reused for every lag and window.
     def prepare(self, ext, track_index: int) -> dict:
@@ -91,7 +98,7 @@ class ModelFreeEstimator:
         lips = normalise_lips(key)
         return {
             "lip": lip_features(lips)[:, _LIP_FEATURE],
-            "env": band_envelopes(ext.mel40, self.config),
+            "env": self._envelopes(ext.mel40),
             "t0": ext.audio_t0,
             "rate": E2E_MEL.fps,
             "times": ext.times,

@@ -1,0 +1,103 @@
+"""Section 4 of docs/BENCHMARKS.md: the seed papers' protocols, through `avsync eval`.
+
+Runs `python -m avsync eval --split dev` as a subprocess for every estimator the
+project has (`avsync.available_models()`), reads its JSON report and renders
+it as markdown. Imported by run_benchmarks.py.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _render(rep: dict, command: str, date: str, machine: str, seconds: float) -> str:
+    P = rep["protocols"]
+    L = [f"### Model `{rep['model']}` ({rep['method']})\n"]
+    L.append(f"- **Command:** `{command}`")
+    L.append(f"- **Date:** {date}. **Machine:** {machine}. **Data split:** `dev` ({len(rep['clips'])} clips; "
+             f"{sum(1 for c in rep['clips'] if 'error' in c)} could not be analysed). Run time {seconds / 60:.1f} min.")
+    L.append("- Trials are made in feature space from one extraction per clip (the protocol's trim, applied to "
+             "the decoded streams); section 1 checks the same method on trial files.\n")
+    c = P.get("clip")
+    if c:
+        L.append("| clip-level protocol | trials | failures | ±1 frame | exact | MAE (ms) |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        L.append(f"| standard offsets (±15) | {c['n']} | {c['failures']} | {_pct(c['acc_pm1'])} | "
+                 f"{_pct(c['acc_exact'])} | {c['mae_ms']:.0f} |" if c["n"] else "| standard | 0 | | | | |")
+        e = P.get("clip_extended")
+        if e and e["n"]:
+            L.append(f"| extended (±20, ±25; search ±30) | {e['n']} | {e['failures']} | {_pct(e['acc_pm1'])} | "
+                     f"{_pct(e['acc_exact'])} | {e['mae_ms']:.0f} |")
+        L.append("")
+        if c.get("per_offset"):
+            L.append("| true offset (frames) | " + " | ".join(f"{r['offset_frames']:+d}" for r in c["per_offset"]) + " |")
+            L.append("|---|" + "---:|" * len(c["per_offset"]))
+            L.append("| ±1 frame | " + " | ".join(_pct(r["acc_pm1"]) for r in c["per_offset"]) + " |")
+            L.append("| mean error (frames) | " + " | ".join(f"{r['mean_error_frames']:+.2f}" for r in c["per_offset"]) + " |")
+            L.append("")
+    for name, label in (("lrs2", "LRS2 context windows"), ("singing", "singing protocol")):
+        if name in P and P[name]["contexts"]:
+            rows = P[name]["contexts"]
+            L.append(f"| {label}: context (frames), ±{P[name]['search_frames']} searched, correct within "
+                     f"±{P[name]['tolerance_frames']} | " + " | ".join(str(r["frames"]) for r in rows) + " |")
+            L.append("|---|" + "---:|" * len(rows))
+            L.append("| accuracy | " + " | ".join(_pct(r["accuracy"]) for r in rows) + " |")
+            L.append("| windows | " + " | ".join(str(r["windows"]) for r in rows) + " |")
+            L.append("")
+    if "strict" in P and P["strict"]["lengths"]:
+        L.append("| strict (Sync-cls): N frames, same N audio frames, offsets [−5, +5] | exact | ±1 | reps | windows/rep |")
+        L.append("|---|---:|---:|---:|---:|")
+        for r in P["strict"]["lengths"]:
+            L.append(f"| N = {r['frames']} | {100 * r['exact_mean']:.1f} ± {100 * r['exact_std']:.1f}% | "
+                     f"{100 * r['pm1_mean']:.1f} ± {100 * r['pm1_std']:.1f}% | {r['reps']} | {r['windows_per_rep']} |")
+        L.append("")
+    if "regression" in P:
+        r = P["regression"]
+        rm = "n/a" if r["rmse_frames"] is None else f"{r['rmse_frames']:.2f}"
+        L.append(f"Regression protocol: rMSE **{rm} frames** over {r['n']} trials with offsets uniform in ±15 "
+                 f"(no-information rate {r['no_information_rmse_frames']:.2f}; {r['failures']} failures).\n")
+    return "\n".join(L)
+
+
+def protocols_section(data: Path, workdir: Path, date: str, machine: str, cmdline: str, quick: bool) -> dict:
+    import avsync
+
+    t0 = time.perf_counter()
+    parts, raw, summary = [], {}, []
+    parts.append("## 4. The seed papers' protocols (`avsync eval`, dev split)\n")
+    parts.append(f"Generated as part of `{cmdline}`, which runs the command below for each model. "
+                 "Context-window accuracy is the LRS2 protocol of VocaLiST/SyncNet (±15 frames searched, 5-frame "
+                 "scores averaged over the context, correct within ±1); singing allows ±5 and contexts up to 25; "
+                 "strict is Sync-cls's protocol (mean ± std over repetitions with random offsets); regression is "
+                 "seed 003's rMSE.\n")
+    for model in avsync.available_models():
+        report = workdir / f"eval-{model}.json"
+        cmd = [sys.executable, "-m", "avsync", "eval", "--split", "dev", "--manifest", str(data / "manifest.tsv"),
+               "--model", model, "--report", str(report)]
+        if quick:
+            cmd += ["--limit", "3", "--reps", "2"]
+        shown = "avsync eval --split dev --model " + model + " --report eval.json" + (
+            " --limit 3 --reps 2" if quick else "")
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        secs = time.perf_counter() - t
+        if proc.returncode != 0 or not report.exists():
+            parts.append(f"### Model `{model}`\n\n`{shown}` failed (exit {proc.returncode}): "
+                         f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}\n")
+            summary.append([f"`avsync eval` protocols, `{model}`", "reported", "failed", "—"])
+            continue
+        rep = json.loads(report.read_text())
+        raw[model] = rep["protocols"]
+        parts.append(_render(rep, shown, date, machine, secs))
+        lrs2 = {r["frames"]: r["accuracy"] for r in rep["protocols"].get("lrs2", {}).get("contexts", [])}
+        summary.append([f"LRS2 context accuracy (5 / 15 frames), `{model}`, dev", "no target set (reported)",
+                        f"{_pct(lrs2.get(5))} / {_pct(lrs2.get(15))}", "—"])
+    raw["seconds"] = time.perf_counter() - t0
+    return {"summary": summary, "markdown": "\n".join(parts) + "\n", "raw": raw}
