@@ -117,20 +117,26 @@ class ModelFreeEstimator:
         return out
 
     def file_curve(self, prep: dict, lags: np.ndarray, fps: float) -> np.ndarray:
-        """One curve for the whole file: the mean of overlapping block curves."""
-        n = len(prep["times"])
+        """One curve for the whole file: the mean of overlapping block curves.
+
+        Only the span where this face was seen is scored (in a long file most
+        faces appear for a few seconds).
+        """
+        seen = np.flatnonzero(np.isfinite(prep["lip"]))
+        if seen.size == 0:
+            return np.full(len(lags), np.nan)
+        lo, hi = seen[0], seen[-1] + 1
+        prep = {**prep, "lip": prep["lip"][lo:hi], "times": prep["times"][lo:hi]}
+        n = hi - lo
         block = max(self.config.min_frames, int(round(self.config.block_s * fps)))
         if n <= block:
             starts = np.array([0])
             block = n
         else:
             hop = block // 2
-            starts = np.arange(0, n - block + hop, hop)
-            starts = np.minimum(starts, n - block)
-            starts = np.unique(starts)
+            starts = np.unique(np.minimum(np.arange(0, n - block + hop, hop), n - block))
         per = self.scores(prep, lags, starts, block)
-        with np.errstate(invalid="ignore"):
-            ok = np.isfinite(per).all(1)
-            if not ok.any():
-                return np.full(len(lags), np.nan)
-            return per[ok].mean(0)
+        ok = np.isfinite(per).all(1)
+        if not ok.any():
+            return np.full(len(lags), np.nan)
+        return per[ok].mean(0)
