@@ -747,7 +747,7 @@ def accuracy_section(clips: list[Clip], workdir: Path, m: dict, cmdline: str, qu
     summary_rows = [
         ("Accuracy within ±1 frame, dev MKV trials", "no target set (reported)",
          pct(overall["within1"], overall["n"]), "—"),
-        (f"Mean \\|MP4 − MKV\\| answer, dev k ∈ {{−7, 0, +7}}", f"≤ {TARGET_MP4_DIFF_MS:g} ms",
+        ("Mean \\|MP4 − MKV\\| answer, dev k ∈ {−7, 0, +7}", f"≤ {TARGET_MP4_DIFF_MS:g} ms",
          f"{fmt(mean_diff, '.2f')} ms",
          _verdict(mean_diff is not None and mean_diff <= TARGET_MP4_DIFF_MS,
                   f"missed by {mean_diff - TARGET_MP4_DIFF_MS:.1f} ms" if mean_diff is not None else "no pairs")),
@@ -812,8 +812,8 @@ def speed_section(data: Path, workdir: Path, m: dict, cmdline: str, quick: bool)
              f"`{STEADY_SOURCE.removeprefix('clips/')}` concatenated with itself to ≥ {steady_s} s, re-encoded "
              f"with PyAV libx264 `veryfast` (crf 23) + AAC 48 kHz at 1280x720, 25 fps, cached in `$WORKDIR` "
              f"(`--workdir`, here `{workdir}`).")
-    L.append(f"- **Realtime factor** = clip duration / avsync wall seconds. **Ratio to ffmpeg** = avsync wall time / "
-             f"`ffmpeg -f null` wall time (the decode floor).")
+    L.append("- **Realtime factor** = clip duration / avsync wall seconds. **Ratio to ffmpeg** = avsync wall time / "
+             "`ffmpeg -f null` wall time (the decode floor).")
     L.append(f"- Section run time: {seconds / 60:.1f} min ("
              + ("steady-state input already cached" if steady_cached else
                 f"of which {build_s:.0f} s building the steady-state input") + ").\n")

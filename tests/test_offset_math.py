@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avsync.sync.offset import lag_grid, masked_corr, prominence, read_curve, refine_peak, sample_series
+from avsync.sync.modelfree import windowed_corr
+from avsync.sync.offset import lag_grid, prominence, read_curve, refine_peak, sample_series
 
 # --- lag_grid -----------------------------------------------------------------------------
 
@@ -57,7 +58,12 @@ def test_sample_series_too_short_is_all_nan():
     assert np.isnan(out).all()
 
 
-# --- masked_corr -------------------------------------------------------------------------------
+# --- masked correlation (windowed_corr over one window) -------------------------------------------------------------------------------
+
+
+def masked_corr(x, y, min_count=3):
+    """windowed_corr over a single window covering everything."""
+    return windowed_corr(np.asarray(x, float), np.asarray(y, float)[:, None], np.array([0]), len(x), min_count)[0, 0]
 
 
 def test_masked_corr_ignores_nan_entries():

@@ -97,8 +97,7 @@ def detect(
 def _face_infos(ext: Extraction) -> list[dict]:
     out = []
     for i, tr in enumerate(ext.tracks):
-        key = tr.landmarks(ext.n_frames)
-        found = np.isfinite(key).all(axis=(1, 2))
+        found = tr.found(ext.n_frames)
         idx = np.flatnonzero(found)
         if idx.size == 0:
             continue

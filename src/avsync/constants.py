@@ -30,6 +30,9 @@ MEL_FMAX = AUDIO_SR / 2
 #: Floor added before taking logs of power spectra.
 LOG_EPS = 1e-10
 
+#: Band (Hz) that holds the voice: speech detection and the model-free envelopes.
+SPEECH_BAND_HZ = (150.0, 7000.0)
+
 #: Audio is decoded and featurised in chunks of this many seconds (bounded memory).
 AUDIO_CHUNK_S = 30.0
 
@@ -76,7 +79,3 @@ def frame_ms(fps: float) -> float:
     """Duration of one video frame in milliseconds."""
     return 1000.0 / fps
 
-
-def samples_per_frame(fps: float, sr: int = AUDIO_SR) -> float:
-    """Audio samples per video frame (640 at 25 fps and 16 kHz)."""
-    return sr / fps

@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,7 +45,6 @@ class Extraction:
     audio_duration_s: float
     #: Time (s) of mel80 frame 0 (None: audio_t0). Differs only in sliced trials.
     mel80_t0: float | None = None
-    meta: dict = field(default_factory=dict)
 
     @property
     def mel80_origin(self) -> float:

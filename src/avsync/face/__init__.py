@@ -5,7 +5,7 @@ from avsync.face.landmarks import (
     lip_features,
     normalise_lips,
 )
-from avsync.face.tracker import FaceTrack, FaceTracker, track_faces
+from avsync.face.tracker import FaceTrack, FaceTracker
 
 __all__ = [
     "KEY_INDICES",
@@ -14,5 +14,4 @@ __all__ = [
     "FaceTracker",
     "lip_features",
     "normalise_lips",
-    "track_faces",
 ]

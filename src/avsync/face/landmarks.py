@@ -32,11 +32,6 @@ LEFT_EYE_OUTER, RIGHT_EYE_OUTER = _POS[33], _POS[263]
 INNER_CONTOUR = [_POS[i] for i in LIP_INNER]
 
 
-def interocular(key: np.ndarray) -> np.ndarray:
-    """Outer-eye-corner distance per frame; ``key`` is (T, K, 2|3)."""
-    return np.linalg.norm(key[:, LEFT_EYE_OUTER, :2] - key[:, RIGHT_EYE_OUTER, :2], axis=-1)
-
-
 def similarity_align(src: np.ndarray, dst: np.ndarray, carry: np.ndarray | None = None) -> np.ndarray:
     """Least-squares similarity (Umeyama) of each frame of src (T,N,3) onto dst (N,3).
 

@@ -56,6 +56,14 @@ class FaceTrack:
             out[self.first_frame : stop] = np.stack(self.key[: stop - self.first_frame])
         return out
 
+    def found(self, n_frames: int) -> np.ndarray:
+        """(n_frames,) bool: where this face was found (from the per-frame sizes)."""
+        out = np.zeros(n_frames, dtype=bool)
+        stop = min(n_frames, self.first_frame + len(self.sizes))
+        if stop > self.first_frame:
+            out[self.first_frame : stop] = np.isfinite(np.asarray(self.sizes[: stop - self.first_frame], dtype=float))
+        return out
+
     @property
     def n_found(self) -> int:
         return int(np.isfinite(np.asarray(self.sizes, dtype=float)).sum())
@@ -350,15 +358,4 @@ class FaceTracker:
             self._detector.close()
 
 
-def track_faces(frames, max_faces: int = 4, keep_crops: bool = False) -> tuple[list[FaceTrack], int]:
-    """Run a ``FaceTracker`` over an iterable of frames; returns (tracks, n_frames)."""
-    tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops)
-    try:
-        for frame in frames:
-            tracker.update(frame)
-    finally:
-        tracker.close()
-    return tracker.tracks, tracker.n_frames
-
-
-__all__ = ["FaceTrack", "FaceTracker", "frame_to_rgb", "mouth_crop", "track_faces"]
+__all__ = ["FaceTrack", "FaceTracker", "frame_to_rgb", "mouth_crop"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avsync.audio.features import E2E_MEL, mel_band_centres
+from avsync.constants import SPEECH_BAND_HZ
 from avsync.face.landmarks import LIP_FEATURE_NAMES, lip_features, normalise_lips
 from avsync.sync.offset import sample_series
 
@@ -27,8 +28,8 @@ _LIP_FEATURE = LIP_FEATURE_NAMES.index("inner_gap")
 @dataclass(frozen=True)
 class ModelFreeConfig:
     n_bands: int = 5
-    band_lo_hz: float = 150.0
-    band_hi_hz: float = 7000.0
+    band_lo_hz: float = SPEECH_BAND_HZ[0]
+    band_hi_hz: float = SPEECH_BAND_HZ[1]
     #: Blocks (in frames at 25 fps-equivalent seconds) for long files.
     block_s: float = 8.0
     min_frames: int = 8

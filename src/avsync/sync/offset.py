@@ -39,17 +39,6 @@ def sample_series(series: np.ndarray, t0: float, rate: float, times: np.ndarray)
     return out
 
 
-def masked_corr(x: np.ndarray, y: np.ndarray, min_count: int = 3) -> float:
-    """Pearson correlation over the entries where both are finite (NaN if too few or flat)."""
-    m = np.isfinite(x) & np.isfinite(y)
-    if m.sum() < min_count:
-        return np.nan
-    a = x[m] - x[m].mean()
-    b = y[m] - y[m].mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else np.nan
-
-
 def refine_peak(lags: np.ndarray, scores: np.ndarray, i: int) -> float:
     """Sub-step peak position by a parabola through the best score and its neighbours."""
     if i <= 0 or i >= len(scores) - 1:

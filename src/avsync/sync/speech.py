@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from avsync.audio.features import E2E_MEL, mel_band_centres
+from avsync.constants import SPEECH_BAND_HZ
 
 #: Absolute floor: frames quieter than this (dB re full-scale power) are silence.
 SILENCE_DB = -60.0
@@ -12,11 +13,12 @@ DYNAMIC_DB = 35.0
 
 
 def speech_mask(mel40: np.ndarray) -> np.ndarray:
-    """Boolean per 40-mel frame: energy in 150-7000 Hz above the silence floors."""
+    """Boolean per 40-mel frame: energy in SPEECH_BAND_HZ above the silence floors."""
     if len(mel40) == 0:
         return np.zeros(0, dtype=bool)
     centres = mel_band_centres(E2E_MEL)
-    sel = (centres > 150) & (centres < 7000)
+    lo, hi = SPEECH_BAND_HZ
+    sel = (centres > lo) & (centres < hi)
     db = 10.0 * np.log10(np.exp(mel40[:, sel].astype(np.float64)).sum(1) + 1e-12)
     loud = np.percentile(db, 95)
     return (db > SILENCE_DB) & (db > loud - DYNAMIC_DB)
