@@ -959,7 +959,7 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
     L.append("## Targets\n")
     L.append("| figure | target | measured | status |")
     L.append("|---|---|---|---|")
-    for name in ("accuracy", "protocols", "speed", "rss"):
+    for name in ("accuracy", "protocols", "models", "speed", "rss"):
         s = sections.get(name)
         if s is None:
             continue
@@ -969,13 +969,13 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
     L.append("")
     if skipped:
         L.append(f"Sections skipped in this run: {', '.join(skipped)} (see the flags in the command above).\n")
-    for name in ("accuracy", "speed", "rss", "protocols"):
+    for name in ("accuracy", "speed", "rss", "protocols", "models"):
         s = sections.get(name)
         if s is not None:
             L.append(s["markdown"])
     L.append("## Reproduce\n")
     L.append("```bash\npip install -e \".[dev]\"            # imageio-ffmpeg provides the ffmpeg binary timed above\n"
-             "python benchmarks/run_benchmarks.py  # --quick for a smoke run; --skip-accuracy/--skip-speed/--skip-rss/--skip-protocols; "
+             "python benchmarks/run_benchmarks.py  # --quick for a smoke run; --skip-accuracy/--skip-speed/--skip-rss/--skip-protocols/--skip-models; "
              "--workdir DIR\n```\n")
     L.append("Per-trial results of the last run are written to `$WORKDIR/accuracy-trials.tsv`, and all raw figures "
              "to `$WORKDIR/results.json`.")
@@ -1003,6 +1003,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-speed", action="store_true", help="leave out section 2")
     p.add_argument("--skip-rss", action="store_true", help="leave out section 3")
     p.add_argument("--skip-protocols", action="store_true", help="leave out section 4 (avsync eval protocols)")
+    p.add_argument("--skip-models", action="store_true", help="leave out section 5 (learned models side by side)")
     p.add_argument("--rebuild", action="store_true", help="delete the cached trials and long inputs first")
     return p.parse_args(argv)
 
@@ -1039,6 +1040,10 @@ def main(argv=None) -> int:
         from protocols_section import protocols_section
 
         sections["protocols"] = protocols_section(args.data, workdir, m["date"], machine_line(m), cmdline, args.quick)
+        if not args.skip_models:
+            from models_section import models_section
+
+            sections["models"] = models_section(args.data, workdir, m["date"], machine_line(m), cmdline, args.quick)
     if not args.skip_rss:
         # The long input always cycles through every dev clip, even with --quick (it is just shorter then).
         sections["rss"] = rss_section(dev_clips(args.data), args.data, workdir, m, cmdline, args.quick)

@@ -34,17 +34,48 @@ RIVAL_EXCLUSION_FRAMES = 2.0
 
 
 def available_models() -> list[str]:
-    """Names ``load_model`` accepts."""
-    return ["modelfree"]
+    """Names ``load_model`` accepts (besides a path to a checkpoint file)."""
+    from avsync.models.registry import fusions, registry
+    from avsync.sync.fusion import SUFFIX
+
+    return ["modelfree", *sorted(registry()), *sorted(n + SUFFIX for n in fusions())]
 
 
-def load_model(name: str = "modelfree"):
-    """An estimator by name (see ``available_models``)."""
+def default_model() -> str:
+    """The estimator used when none is named (``models/registry.json``)."""
+    from avsync.models.registry import default_model as _default
+
+    return _default()
+
+
+def _known(name: str) -> bool:
+    return name in available_models() or (name.endswith(".pt") and os.path.isfile(name))
+
+
+def load_model(name: str | None = None):
+    """An estimator by name (see ``available_models``), or from a checkpoint path (``*.pt``).
+
+    ``None`` gives the default. Learned models import torch here, not at ``import avsync``.
+    """
+    name = name or default_model()
     if name == "modelfree":
         from avsync.sync.modelfree import ModelFreeEstimator
 
         return ModelFreeEstimator()
-    raise ModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    if not _known(name):
+        raise ModelError(f"unknown model {name!r}; available: {', '.join(available_models())} or a .pt checkpoint")
+    from avsync.sync.fusion import SUFFIX
+
+    if name.endswith(SUFFIX):
+        from avsync.models.registry import fusions
+        from avsync.sync.fusion import FusedEstimator
+        from avsync.sync.modelfree import ModelFreeEstimator
+
+        base = name[: -len(SUFFIX)]
+        return FusedEstimator(load_model(base), ModelFreeEstimator(), **fusions()[base])
+    from avsync.models.checkpoint import estimator_from_file, registered_path
+
+    return estimator_from_file(name if name.endswith(".pt") else registered_path(name))
 
 
 @dataclass(frozen=True)
@@ -55,7 +86,7 @@ class DetectOptions:
     tolerance_frames: float = DEFAULT_TOLERANCE_FRAMES
     window_frames: int | None = None
     max_faces: int = 4
-    model: str = "modelfree"
+    model: str | None = None  # None: default_model()
 
     def check(self) -> None:
         if self.max_offset_ms is not None and not (0 < self.max_offset_ms <= MAX_SEARCH_MS):
@@ -66,8 +97,9 @@ class DetectOptions:
             raise UsageError("--window-frames must be at least 3")
         if not 1 <= self.max_faces <= 16:
             raise UsageError("--max-faces must be between 1 and 16")
-        if self.model not in available_models():
-            raise ModelError(f"unknown model {self.model!r}; available: {', '.join(available_models())}")
+        if self.model is not None and not _known(self.model):
+            raise ModelError(f"unknown model {self.model!r}; available: {', '.join(available_models())} "
+                             "or a .pt checkpoint")
 
 
 def detect(
@@ -77,7 +109,7 @@ def detect(
     tolerance_frames: float = DEFAULT_TOLERANCE_FRAMES,
     window_frames: int | None = None,
     max_faces: int = 4,
-    model: str = "modelfree",
+    model: str | None = None,
     progress: ProgressHook | None = None,
     extraction: Extraction | None = None,
 ) -> SyncResult:
@@ -90,7 +122,9 @@ def detect(
     opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, model)
     opts.check()
     estimator = load_model(opts.model)
-    ext = extraction if extraction is not None else extract(path, max_faces=opts.max_faces, progress=progress)
+    crops = getattr(estimator, "needs_crops", False)
+    ext = extraction if extraction is not None else extract(path, max_faces=opts.max_faces, keep_crops=crops,
+                                                             progress=progress)
     return estimate(ext, estimator, opts)
 
 

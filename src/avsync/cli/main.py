@@ -96,7 +96,8 @@ def detect(
     window_frames: Optional[int] = typer.Option(
         None, "--window-frames", help="Also estimate the offset in consecutive windows of N frames."),
     max_faces: int = typer.Option(4, "--max-faces", help="Most faces to track at once."),
-    model: str = typer.Option("modelfree", "--model", help="Estimator (see `avsync models`)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Estimator name (see `avsync models`) or a .pt checkpoint; default: the shipped default."),
     check: bool = typer.Option(False, "--check", help="Exit 1 when the file is out of sync (for QC scripts)."),
     curve: bool = typer.Option(False, "--curve", help="Keep the score curve in the JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -183,7 +184,8 @@ def eval_cmd(
     split: Optional[str] = typer.Option(None, "--split", help="Use the clips of this split of the manifest."),
     manifest: Path = typer.Option(Path("../shared/data/manifest.tsv"), "--manifest",
                                   help="Data manifest (speakers, splits)."),
-    model: str = typer.Option("modelfree", "--model", "--method", help="Estimator to score (see `avsync models`)."),
+    model: Optional[str] = typer.Option(None, "--model", "--method",
+                                        help="Estimator to score (see `avsync models`) or a .pt checkpoint."),
     protocol: list[str] = typer.Option(["all"], "--protocol", "-p",
                                        help="clip, lrs2, singing, strict, regression or all (repeatable)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
@@ -239,13 +241,55 @@ def eval_cmd(
 
 
 @app.command()
-def models():
-    """List the estimators and models avsync can use."""
+def models(json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON.")):
+    """List the estimators avsync can use: the model-free method and the shipped trained models."""
     import avsync
+    from avsync.models.registry import registry
 
-    for name in avsync.available_models():
-        est = avsync.load_model(name)
-        out.print(f"{name:12s} {est.description}", markup=False)
+    reg = registry()
+    default = avsync.api.default_model()
+    if json_out:
+        sys.stdout.write(json.dumps({"default": default, "models": {"modelfree": {"family": "model-free"}, **reg}}) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table("", "name", "family", "visual input", "params", "size", "sha256", "description", box=None)
+    table.add_row("*" if default == "modelfree" else "", "modelfree", "model-free", "lip landmarks", "0", "-", "-",
+                  "inner-lip gap x 5 speech-band envelopes, correlation over lags")
+    for name, e in sorted(reg.items()):
+        table.add_row("*" if name == default else "", name, e["family"], e.get("visual", ""), f"{e.get('params') or 0:,}",
+                      f"{e.get('size_bytes', 0) / 1e6:.1f} MB", e["sha256"][:12], e.get("description", ""))
+    out.print(table)
+    out.print("* default of `avsync detect`; any other is chosen with --model NAME (or --model FILE.pt)", markup=False)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Training config (TOML), e.g. configs/pm-small.toml.", show_default=False),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<name>)."),
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Data folder holding manifest.tsv."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/last.pt."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Override the config's step count."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Train a model from a config (CPU, one GPU, or several via torchrun); writes a self-describing checkpoint."""
+
+    def work():
+        if not config.is_file():
+            raise UsageError(f"no such config: {config}")
+        if not (data / "manifest.tsv").is_file():
+            raise UsageError(f"no manifest.tsv in {data}")
+        from avsync.train.loop import load_config, train as run_training
+
+        try:
+            cfg = load_config(config)
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"bad config {config}: {exc}") from None
+        return run_training(cfg, out_dir or Path("runs") / cfg["name"], data_dir=data, resume=resume,
+                            progress=not quiet and err.is_terminal, steps=steps)
+
+    path = _run(work)
+    out.print(f"checkpoint: {path}", markup=False)
 
 
 @app.command()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 from avsync.api import DetectOptions, estimate, load_model
 from avsync.constants import DEFAULT_MAX_OFFSET_FRAMES
 from avsync.errors import AvsyncError, UsageError
+from avsync.util import sha256_file
 from avsync.eval import metrics as M
 from avsync.eval.slide import crop_extraction, shift_extraction
 from avsync.eval.trials import EXTENDED_OFFSETS, STANDARD_OFFSETS
@@ -43,7 +43,7 @@ class EvalOptions:
     """What to measure; checked before any work starts."""
 
     protocols: tuple[str, ...] = PROTOCOLS
-    model: str = "modelfree"
+    model: str | None = None  # None: the default model
     offsets: tuple[int, ...] = STANDARD_OFFSETS
     extended: bool = True
     seed: int = 0
@@ -110,14 +110,6 @@ def collect_clips(inputs: list[str], split: str | None = None, manifest: Path | 
     return unique
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def split_leaks(clips: list[Clip], estimator) -> tuple[list[Clip], list[tuple[Clip, str]]]:
     """Separate clips the estimator was trained on (by speaker or by file hash)."""
     summary = getattr(estimator, "training_summary", None) or {}
@@ -127,7 +119,7 @@ def split_leaks(clips: list[Clip], estimator) -> tuple[list[Clip], list[tuple[Cl
     for c in clips:
         if c.speaker and c.speaker in speakers:
             refused.append((c, f"speaker {c.speaker} is in the training data of {estimator.name}"))
-        elif hashes and os.path.exists(c.path) and _sha256(c.path) in hashes:
+        elif hashes and os.path.exists(c.path) and sha256_file(c.path) in hashes:
             refused.append((c, f"clip is in the training data of {estimator.name}"))
         else:
             kept.append(c)
@@ -309,7 +301,7 @@ def evaluate(
         for i, clip in enumerate(kept):
             rec = {"path": clip.path, "speaker": clip.speaker, "failures": 0}
             try:
-                ext = extract(clip.path)
+                ext = extract(clip.path, keep_crops=getattr(est, "needs_crops", False))
                 base = estimate(ext, est, DetectOptions())
                 face = _face_index(ext, base)
                 rec.update(fps=round(ext.fps, 3), frames=ext.n_frames, base_offset_ms=base.offset_ms,

@@ -130,8 +130,13 @@ def _iou(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def mouth_crop(rgb: np.ndarray, key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.ndarray:
-    """An aligned mouth crop: eyes level, mouth centred, width 1.2 inter-ocular distances."""
+def mouth_crop_matrix(key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.ndarray:
+    """The (2, 3) affine map from frame pixels to mouth-crop pixels used by ``mouth_crop``.
+
+    Eyes level, mouth centre (mean of the lip points) at the crop centre, crop
+    width 1.2 inter-ocular distances. ``m @ [x, y, 1]`` is a frame point's
+    position in the crop.
+    """
     h, w = hw
     le, re = key[LEFT_EYE_OUTER, :2], key[RIGHT_EYE_OUTER, :2]
     centre = key[:N_LIP, :2].mean(0)
@@ -142,6 +147,13 @@ def mouth_crop(rgb: np.ndarray, key: np.ndarray, hw: tuple[int, int] = MOUTH_CRO
     # Rotate by -angle about the mouth centre, scale, then move it to the crop centre.
     m = np.array([[cos, sin, 0.0], [-sin, cos, 0.0]]) * scale
     m[:, 2] = np.array([w / 2, h / 2]) - m[:, :2] @ centre
+    return m
+
+
+def mouth_crop(rgb: np.ndarray, key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.ndarray:
+    """An aligned mouth crop: eyes level, mouth centred, width 1.2 inter-ocular distances."""
+    h, w = hw
+    m = mouth_crop_matrix(key, hw)
     return cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
 
 

@@ -96,13 +96,17 @@ class ModelFreeEstimator:
     # Features are computed once per extraction and reused for every lag and window.
     def prepare(self, ext, track_index: int) -> dict:
         key = ext.tracks[track_index].landmarks(ext.n_frames)
-        lips = normalise_lips(key)
+        return self.prepare_arrays({"lips": normalise_lips(key), "mel40": ext.mel40, "audio_t0": ext.audio_t0,
+                                    "times": ext.times})
+
+    def prepare_arrays(self, arr: dict) -> dict:
+        """The same from per-frame arrays: normalised ``lips`` (T, 40, >=2), ``mel40``, ``audio_t0``, ``times``."""
         return {
-            "lip": lip_features(lips)[:, _LIP_FEATURE],
-            "env": self._envelopes(ext.mel40),
-            "t0": ext.audio_t0,
+            "lip": lip_features(arr["lips"])[:, _LIP_FEATURE],
+            "env": self._envelopes(arr["mel40"]),
+            "t0": float(arr["audio_t0"]),
             "rate": E2E_MEL.fps,
-            "times": ext.times,
+            "times": arr["times"],
         }
 
     def scores(self, prep: dict, lags: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Learned sync models. ``registry`` is torch-free; ``nets``, ``estimator`` and ``checkpoint`` import torch."""

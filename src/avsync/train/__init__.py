@@ -1,0 +1,1 @@
+"""Training of the learned sync models (``avsync train``). Imports torch; not imported by ``import avsync``."""

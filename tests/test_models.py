@@ -1,0 +1,270 @@
+"""The learned models: forward and loss on a real clip, checkpoints, training, shipped weights."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avsync.errors import ModelError
+from avsync.models import nets
+from avsync.models.checkpoint import estimator_from_file, read_checkpoint, save_checkpoint, sha256_file
+from avsync.models.registry import registry
+from avsync.sync.offset import lag_grid
+from avsync.train.cache import ClipRecord, manifest_clips
+from avsync.train.loop import TRAIN_DEFAULTS, Batcher, Clip, Objective, Sampler, calibrate_scale, load_config, shift_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SMALL = sorted((ROOT / "configs").glob("*-small.toml"))
+
+
+@pytest.fixture(scope="module")
+def real_clip() -> Clip:
+    """A real training clip (GRID s1), extracted with mouth crops, as the training bank holds it."""
+    from avsync.models.inputs import mel_stats
+    from avsync.train.cache import clip_arrays
+
+    rec = next(r for r in manifest_clips(DATA, ("train",)) if r.speaker == "grid_s1")
+    arr = clip_arrays(rec.path)
+    arr["mel40"] = arr["mel40"].astype(np.float32)
+    return Clip(rec, arr, mel_stats(arr["mel40"]))
+
+
+def _model_and_batch(cfg_path: Path, clip: Clip, batch: int = 4):
+    cfg = load_config(cfg_path)
+    mcfg = dict(cfg["model"])
+    torch.manual_seed(0)
+    model = nets.build_model(mcfg)
+    tcfg = {**TRAIN_DEFAULTS, **cfg.get("train", {}), "batch": batch}
+    sampler = Sampler([clip], 0.0, seed=0)
+    data = Batcher(mcfg["family"], model.visual_kind, tcfg, mcfg, sampler, seed=0)(torch.device("cpu"))
+    return cfg, model, data
+
+
+@pytest.mark.parametrize("cfg_path", SMALL, ids=lambda p: p.stem)
+def test_forward_and_loss_on_a_real_clip(cfg_path, real_clip):
+    cfg, model, batch = _model_and_batch(cfg_path, real_clip)
+    loss = Objective(model)(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    if any(p.requires_grad for p in model.parameters()) and cfg["model"].get("head") != "diagavg":
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+    # and the same model scores the clip as an estimator, on the quarter-frame lag grid
+    from avsync.models.estimator import LearnedEstimator
+
+    est = LearnedEstimator(model, {"name": cfg["name"], "window_frames": cfg.get("train", {}).get("frames", 50)})
+    fps = float(real_clip.arr["fps"])
+    lags = lag_grid(5 / fps, fps)
+    curve = est.file_curve(est.prepare_arrays(real_clip.arr), lags, fps)
+    assert curve.shape == lags.shape and np.isfinite(curve).all()
+
+
+def test_every_paper_config_builds():
+    for p in sorted((ROOT / "configs" / "paper").glob("*.toml")):
+        m = nets.build_model(load_config(p)["model"])
+        assert nets.n_params(m) > 1_000_000, p.name
+
+
+def test_checkpoint_round_trip(tmp_path, real_clip):
+    cfg, model, _ = _model_and_batch(ROOT / "configs" / "landmark-small.toml", real_clip)
+    meta = {"name": "rt", "description": "round trip", "model": cfg["model"], "training": {"speakers": ["grid_s1"],
+            "clips_sha256": [real_clip.rec.sha256]}, "metrics": {"val_acc_pm1": 0.5}, "confidence_scale": 2.0}
+    path = tmp_path / "rt.pt"
+    digest = save_checkpoint(path, model.eval(), meta)
+    assert digest == sha256_file(path)
+    obj = read_checkpoint(path)  # weights_only=True
+    assert obj["format"] == "avsync-model/1" and obj["metrics"] == {"val_acc_pm1": 0.5}
+    est = estimator_from_file(path)
+    assert est.name == "rt" and est.confidence_scale == 2.0 and est.training_summary["speakers"] == ["grid_s1"]
+    for k, v in model.state_dict().items():
+        w = est.model.state_dict()[k]
+        assert torch.equal(w, v.half().float() if v.is_floating_point() else v), k
+    # the reloaded estimator scores exactly as the fp16-rounded original
+    fps = float(real_clip.arr["fps"])
+    lags = lag_grid(4 / fps, fps)
+    model.load_state_dict(est.model.state_dict())
+    from avsync.models.estimator import LearnedEstimator
+
+    a = est.file_curve(est.prepare_arrays(real_clip.arr), lags, fps)
+    b = LearnedEstimator(model, meta).file_curve(LearnedEstimator(model, meta).prepare_arrays(real_clip.arr), lags, fps)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_foreign_file_is_refused_in_one_line(tmp_path):
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot read model checkpoint"):
+        read_checkpoint(bad)
+    torch.save({"state_dict": {}}, tmp_path / "y.pt")
+    with pytest.raises(ModelError, match="not an avsync model checkpoint"):
+        read_checkpoint(tmp_path / "y.pt")
+
+
+def _tiny_config(tmp_path, **train):
+    cfg = load_config(ROOT / "configs" / "landmark-small.toml")
+    cfg["name"] = "tiny"
+    cfg["train"].update({"steps": 60, "batch": 8, "lr": 3e-3, "augment": False, "max_clips": 3, "other_weight": 0.0,
+                         "val_speakers": ["vrt_face5_woman_glasses_red"], "save_every": 20, "val_offsets": [-3, 0, 3],
+                         **train})
+    return cfg
+
+
+def test_tiny_training_run_lowers_the_loss_and_resumes(tmp_path):
+    from avsync.train.loop import train
+
+    cfg = _tiny_config(tmp_path)
+    cache = tmp_path / "cache"
+    path = train(cfg, tmp_path / "run", data_dir=DATA, cache=cache, progress=False, steps=30)
+    first = read_checkpoint(path)
+    assert first["training"]["steps"] == 30
+    path = train(cfg, tmp_path / "run", data_dir=DATA, cache=cache, progress=False, resume=True)
+    obj = read_checkpoint(path)
+    t = obj["training"]
+    assert t["steps"] == 60
+    assert t["loss_last"] < 0.9 * t["loss_first"], t
+    # self-describing: speakers and clips it saw, and none of the held-out speaker
+    assert "grid_s1" in t["speakers"] and "vrt_face5_woman_glasses_red" not in t["speakers"]
+    assert t["val_speakers"] == ["vrt_face5_woman_glasses_red"]
+    assert len(t["clips_sha256"]) == t["clips"] and obj["metrics"]["val_trials"] > 0
+    assert obj["model"] == cfg["model"] and obj["train"]["seed"] == 0 and obj["code_version"]
+
+
+def test_training_on_dev_is_refused(tmp_path):
+    from avsync.train.loop import train
+
+    with pytest.raises(ValueError, match="never train on it"):
+        train(_tiny_config(tmp_path, splits=["train", "dev"]), tmp_path / "r", data_dir=DATA, cache=tmp_path / "c")
+
+
+def test_speaker_disjoint_split():
+    from avsync.train.loop import split_speakers
+
+    recs = manifest_clips(DATA, ("train",))
+    tr, va = split_speakers(recs, ["lrw_man_glasses", "vrt_face4_woman_blue_bg"])
+    assert {r.speaker for r in va} == {"lrw_man_glasses", "vrt_face4_woman_blue_bg"}
+    assert not {r.speaker for r in tr} & {r.speaker for r in va}
+    assert len(tr) + len(va) == len(recs)
+
+
+def test_diag_avg_reads_a_shifted_diagonal():
+    n, k = 12, 4
+    for true in (-3, 0, 2):
+        m = torch.full((1, n, n), -0.1)
+        i = torch.arange(n)
+        j = i + true
+        ok = (j >= 0) & (j < n)
+        m[0, i[ok], j[ok]] = 0.9
+        assert int(nets.diag_avg(m, k).argmax()) - k == true
+
+
+def test_sync_classifier_shape():
+    c = nets.SyncClassifier(n=10, k=3, channels=8)
+    assert c(torch.randn(2, 10, 10)).shape == (2, 7)
+
+
+def test_calibrate_scale():
+    prom = np.array([0.01, 0.02, 0.03, 0.2, 0.3, 0.4])
+    ok = np.array([False, False, False, True, True, True])
+    s = calibrate_scale(prom, ok)
+    assert 0.8 / 0.03 - 1e-6 <= s <= 0.8 / 0.02 + 1e-6  # threshold above 90% of the wrong ones
+
+
+def test_shift_arrays_trims_like_the_protocol(real_clip):
+    a = real_clip.arr
+    for k in (3, -3):
+        s = shift_arrays(a, k)
+        n = len(a["times"])
+        assert len(s["times"]) == len(s["found"]) == len(s["lips"]) == n - abs(k)
+        assert len(s["mel40"]) < len(a["mel40"])
+    np.testing.assert_array_equal(shift_arrays(a, 3)["lips"], a["lips"][3:])
+
+
+def test_import_avsync_does_not_import_torch():
+    code = "import sys, avsync; import avsync.api; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- shipped weights
+SHIPPED = sorted(registry())
+
+
+def test_registry_entries_are_small_and_verified():
+    from avsync.models.checkpoint import registered_path
+
+    for name in SHIPPED:
+        p = registered_path(name)  # raises on a sha256 mismatch
+        assert p.stat().st_size <= 20 * 1024 * 1024
+        obj = read_checkpoint(p)
+        assert obj["name"] == name and obj["training"]["speakers"] and obj["training"]["clips_sha256"]
+
+
+def test_tampered_weights_are_refused(monkeypatch, tmp_path):
+    from avsync.models import checkpoint
+
+    if not SHIPPED:
+        pytest.skip("no shipped weights")
+    name = SHIPPED[0]
+    entry = dict(registry()[name], sha256="0" * 64)
+    monkeypatch.setattr(checkpoint, "registry", lambda: {name: entry})
+    with pytest.raises(ModelError, match="sha256"):
+        checkpoint.registered_path(name)
+
+
+@pytest.fixture(scope="module")
+def dev_grid_extraction():
+    from avsync.extract import extract
+
+    clip = next(r for r in manifest_clips(DATA, ("dev",)) if r.speaker.startswith("grid_spkA"))
+    return extract(clip.path, keep_crops=True)
+
+
+@pytest.mark.parametrize("name", [None, *SHIPPED], ids=lambda n: n or "default")
+def test_shipped_model_gets_the_sign_right_on_a_shifted_dev_clip(name, dev_grid_extraction):
+    import avsync
+    from avsync.api import DetectOptions, estimate
+    from avsync.eval.slide import shift_extraction
+
+    est = avsync.load_model(name)
+    for k in (6, -6):
+        r = estimate(shift_extraction(dev_grid_extraction, k), est, DetectOptions())
+        assert np.sign(r.offset_frames) == np.sign(k), (est.name, k, r.offset_frames)
+
+
+def test_leak_guard_refuses_training_clips():
+    from avsync.eval.runner import Clip as EvalClip
+    from avsync.eval.runner import split_leaks
+
+    class Est:
+        name = "x"
+        training_summary = {"speakers": ["grid_s1"], "clips_sha256": []}
+
+    recs: list[ClipRecord] = manifest_clips(DATA, ("train",))[:2]
+    kept, refused = split_leaks([EvalClip(r.path, r.speaker, r.split) for r in recs], Est())
+    assert not kept and len(refused) == 2
+
+
+def test_lr_schedule():
+    from avsync.train.loop import lr_at
+
+    lrs = [lr_at(s, 100, 1.0) for s in range(100)]
+    assert lrs[0] < lrs[4] == pytest.approx(1.0) and lrs[-1] < 0.05 and all(x > 0 for x in lrs)
+
+
+def test_fusion_standardises_and_falls_back():
+    from avsync.sync.fusion import fuse, standardise
+
+    a = np.array([[0.0, 1.0, 2.0, 1.0, 0.0]])
+    z = standardise(a)
+    assert abs(np.nanmean(z)) < 1e-12 and abs(np.nanstd(z) - 1) < 1e-12
+    b = np.array([[10.0, 10.0, 10.0, 10.0, 30.0]])  # disagrees: peak at the last lag
+    f = fuse(a, b, 0.5)
+    assert f.shape == a.shape and np.isfinite(f).all()
+    nan = np.full_like(a, np.nan)
+    np.testing.assert_allclose(fuse(a, nan, 0.5), standardise(a))  # one missing: the other alone
+    np.testing.assert_allclose(fuse(nan, b, 0.5), standardise(b))
+    assert np.argmax(fuse(a, standardise(a) * 3, 0.5)) == 2
