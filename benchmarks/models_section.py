@@ -62,7 +62,6 @@ def _speed(models: list[str], data: Path, quick: bool) -> tuple[dict, str, float
 
 
 def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: str, quick: bool) -> dict:
-    import avsync
     from avsync.models.registry import default_model, registry
 
     t0 = time.perf_counter()
@@ -100,18 +99,18 @@ def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: 
         strict = {r["frames"]: r for r in P.get("strict", {}).get("lengths", [])}
         s20 = strict.get(20)
         rm = P.get("regression", {}).get("rmse_frames")
-        tr = e.get("training", {})
         met = e.get("metrics", {})
         rows[n] = {"all": clip.get("acc_pm1"), "grid": _group_acc(rep, False) if rep else None,
                    "wild": _group_acc(rep, True) if rep else None}
         steps = "—" if n == "modelfree" else f"{e.get('steps', '?')} / {e.get('train_minutes', '?')}"
+        strict20 = "n/a" if s20 is None else f"{100 * s20['pm1_mean']:.1f} ± {100 * s20['pm1_std']:.1f}%"
         L.append(
             f"| `{n}`{' (default)' if n == default_model() else ''} | {e.get('family', 'model-free')} | "
             f"{e.get('visual', 'landmarks') if n != 'modelfree' else 'lip landmarks'} | "
             f"{(e.get('params') or 0):,} | {e.get('size_bytes', 0) / 1e6:.1f} MB | {steps} | "
             f"{_pct(met.get('val_acc_pm1'))} | {_pct(rows[n]['all'])} / {_pct(rows[n]['grid'])} / "
             f"{_pct(rows[n]['wild'])} | {_pct(lrs2.get(5))} / {_pct(lrs2.get(15))} | "
-            f"{'n/a' if s20 is None else f'{100 * s20['pm1_mean']:.1f} ± {100 * s20['pm1_std']:.1f}%'} | "
+            f"{strict20} | "
             f"{'n/a' if rm is None else f'{rm:.2f}'} | {clip_s / speed[n]:.0f}× |"
         )
     L.append("")
@@ -129,7 +128,7 @@ def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: 
     if vtp:
         L.append(_attention(vtp, data, workdir, quick))
     L.append(_paper_configs())
-    return {"summary": [[f"best learned model vs model-free, dev clip ±1 frame", "learned default must beat model-free",
+    return {"summary": [["best learned model vs model-free, dev clip ±1 frame", "learned default must beat model-free",
                          f"`{best}` {_pct(rows[best]['all'])} vs {_pct(mf)}" if best else "n/a",
                          ("met" if best and mf is not None and rows[best]["all"] > mf else "missed")]],
             "markdown": "\n".join(L) + "\n",

@@ -9,6 +9,8 @@ agree the peak stands out, and where one is flat the other decides.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 #: Suffix that names the fusion of a shipped model with the model-free method.
@@ -18,7 +20,8 @@ SUFFIX = "+modelfree"
 def standardise(rows: np.ndarray) -> np.ndarray:
     """Each row minus its mean over finite entries, divided by its deviation (rows of one value give 0)."""
     rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
         mu = np.nanmean(rows, axis=1, keepdims=True)
         sd = np.nanstd(rows, axis=1, keepdims=True)
     sd = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)
