@@ -22,7 +22,8 @@ def _render(rep: dict, command: str, date: str, machine: str, seconds: float) ->
     L = [f"### Model `{rep['model']}` ({rep['method']})\n"]
     L.append(f"- **Command:** `{command}`")
     L.append(f"- **Date:** {date}. **Machine:** {machine}. **Data split:** `dev` ({len(rep['clips'])} clips; "
-             f"{sum(1 for c in rep['clips'] if 'error' in c)} could not be analysed). Run time {seconds / 60:.1f} min.")
+             f"{sum(1 for c in rep['clips'] if 'error' in c)} could not be analysed). "
+             + (f"Run time {seconds / 60:.1f} min." if seconds else "Run time not recorded."))
     L.append("- Trials are made in feature space from one extraction per clip (the protocol's trim, applied to "
              "the decoded streams); section 1 checks the same method on trial files.\n")
     c = P.get("clip")
@@ -66,7 +67,21 @@ def _render(rep: dict, command: str, date: str, machine: str, seconds: float) ->
     return "\n".join(L)
 
 
-def protocols_section(data: Path, workdir: Path, date: str, machine: str, cmdline: str, quick: bool) -> dict:
+def _reusable(report: Path, model: str, quick: bool) -> dict | None:
+    """A previous full report of the same weights (``--reuse-evals``); never for the model-free method,
+    whose code has no fingerprint."""
+    import avsync
+
+    if quick or model == "modelfree" or not report.exists():
+        return None
+    rep = json.loads(report.read_text())
+    sha = getattr(avsync.load_model(model), "sha256", None)
+    full = rep.get("options", {}).get("reps") == 10 and not rep.get("partial")
+    return rep if sha and rep.get("model_sha256") == sha and full else None
+
+
+def protocols_section(data: Path, workdir: Path, date: str, machine: str, cmdline: str, quick: bool,
+                      reuse: bool = False) -> dict:
     import avsync
 
     t0 = time.perf_counter()
@@ -86,8 +101,14 @@ def protocols_section(data: Path, workdir: Path, date: str, machine: str, cmdlin
         shown = "avsync eval --split dev --model " + model + " --report eval.json" + (
             " --limit 3 --reps 2" if quick else "")
         t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        secs = time.perf_counter() - t
+        old = _reusable(report, model, quick) if reuse else None
+        if old is not None:
+            proc = subprocess.CompletedProcess(cmd, 0)
+            secs = old.get("seconds")
+        else:
+            report.unlink(missing_ok=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            secs = time.perf_counter() - t
         if proc.returncode != 0 or not report.exists():
             parts.append(f"### Model `{model}`\n\n`{shown}` failed (exit {proc.returncode}): "
                          f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}\n")
@@ -96,6 +117,9 @@ def protocols_section(data: Path, workdir: Path, date: str, machine: str, cmdlin
         rep = json.loads(report.read_text())
         raw[model] = rep["protocols"]
         parts.append(_render(rep, shown, date, machine, secs))
+        if old is not None:
+            parts.append(f"(Report of {rep['date']} reused: same weights, sha256 {rep['model_sha256'][:12]}…; "
+                         "`--reuse-evals`.)\n")
         lrs2 = {r["frames"]: r["accuracy"] for r in rep["protocols"].get("lrs2", {}).get("contexts", [])}
         summary.append([f"LRS2 context accuracy (5 / 15 frames), `{model}`, dev", "no target set (reported)",
                         f"{_pct(lrs2.get(5))} / {_pct(lrs2.get(15))}", "—"])

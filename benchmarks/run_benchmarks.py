@@ -1004,6 +1004,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-rss", action="store_true", help="leave out section 3")
     p.add_argument("--skip-protocols", action="store_true", help="leave out section 4 (avsync eval protocols)")
     p.add_argument("--skip-models", action="store_true", help="leave out section 5 (learned models side by side)")
+    p.add_argument("--reuse-evals", action="store_true",
+                   help="section 4: reuse a trained model's eval report when its weights' sha256 is unchanged")
     p.add_argument("--rebuild", action="store_true", help="delete the cached trials and long inputs first")
     return p.parse_args(argv)
 
@@ -1039,7 +1041,8 @@ def main(argv=None) -> int:
     if not args.skip_protocols:
         from protocols_section import protocols_section
 
-        sections["protocols"] = protocols_section(args.data, workdir, m["date"], machine_line(m), cmdline, args.quick)
+        sections["protocols"] = protocols_section(args.data, workdir, m["date"], machine_line(m), cmdline, args.quick,
+                                                  reuse=args.reuse_evals)
         if not args.skip_models:
             from models_section import models_section
 

@@ -268,3 +268,22 @@ def test_fusion_standardises_and_falls_back():
     np.testing.assert_allclose(fuse(a, nan, 0.5), standardise(a))  # one missing: the other alone
     np.testing.assert_allclose(fuse(nan, b, 0.5), standardise(b))
     assert np.argmax(fuse(a, standardise(a) * 3, 0.5)) == 2
+
+
+def test_cli_models_and_train_errors(tmp_path):
+    import json as _json
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "avsync", *a], capture_output=True, text=True)  # noqa: E731
+    r = run("models", "--json")
+    assert r.returncode == 0
+    listed = _json.loads(r.stdout)
+    assert "modelfree" in listed["models"] and listed["default"] in listed["models"] or listed["default"].endswith(
+        "+modelfree")
+    r = run("train", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and r.stderr.strip().startswith("avsync: no such config")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\n")
+    r = run("train", str(bad), "--data", str(DATA))
+    assert r.returncode == 2 and "missing 'model'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run("detect", str(tmp_path / "x.mp4"), "--model", str(bad))
+    assert r.returncode == 12 and r.stderr.startswith("avsync: unknown model")

@@ -74,8 +74,12 @@ def load_model(name: str | None = None):
         base = name[: -len(SUFFIX)]
         return FusedEstimator(load_model(base), ModelFreeEstimator(), **fusions()[base])
     from avsync.models.checkpoint import estimator_from_file, registered_path
+    from avsync.util import sha256_file
 
-    return estimator_from_file(name if name.endswith(".pt") else registered_path(name))
+    path = name if name.endswith(".pt") else registered_path(name)
+    est = estimator_from_file(path)
+    est.sha256 = sha256_file(path)
+    return est
 
 
 @dataclass(frozen=True)

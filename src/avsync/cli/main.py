@@ -253,13 +253,17 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print the regist
         return
     from rich.table import Table
 
-    table = Table("", "name", "family", "visual input", "params", "size", "sha256", "description", box=None)
-    table.add_row("*" if default == "modelfree" else "", "modelfree", "model-free", "lip landmarks", "0", "-", "-",
-                  "inner-lip gap x 5 speech-band envelopes, correlation over lags")
+    table = Table("", "name", "family", "input", "params", "size", "sha256", box=None)
+    table.add_row("*" if default == "modelfree" else "", "modelfree", "model-free", "landmarks", "0", "-", "-")
     for name, e in sorted(reg.items()):
         table.add_row("*" if name == default else "", name, e["family"], e.get("visual", ""), f"{e.get('params') or 0:,}",
-                      f"{e.get('size_bytes', 0) / 1e6:.1f} MB", e["sha256"][:12], e.get("description", ""))
+                      f"{e.get('size_bytes', 0) / 1e6:.1f} MB", e["sha256"][:12])
+    for name in avsync.available_models():
+        if name.endswith("+modelfree"):
+            table.add_row("*" if name == default else "", name, "fusion", "", "", "", "")
     out.print(table)
+    for name, e in sorted(reg.items()):
+        out.print(f"{name}: {e.get('description', '')}", markup=False)
     out.print("* default of `avsync detect`; any other is chosen with --model NAME (or --model FILE.pt)", markup=False)
 
 

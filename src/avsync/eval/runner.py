@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -245,6 +246,7 @@ def _report(acc: _Acc, opts: EvalOptions, est, clips: list[dict], refused, parti
         "command": command,
         "machine": {"cores": os.cpu_count()},
         "model": est.name,
+        "model_sha256": getattr(est, "sha256", None),
         "method": est.description,
         "partial": partial,
         "options": asdict(opts),
@@ -292,6 +294,7 @@ def evaluate(
 ) -> dict:
     """Run the protocols over ``clips``; returns the report (``partial`` if interrupted)."""
     opts.check()
+    t0 = time.perf_counter()
     est = load_model(opts.model)
     kept, refused = split_leaks(clips, est)
     acc = _Acc()
@@ -326,4 +329,6 @@ def evaluate(
                 on_clip(i, clip, rec)
     except KeyboardInterrupt:
         partial = True
-    return _report(acc, opts, est, done, refused, partial, command)
+    rep = _report(acc, opts, est, done, refused, partial, command)
+    rep["seconds"] = round(time.perf_counter() - t0, 1)
+    return rep

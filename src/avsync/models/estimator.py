@@ -204,8 +204,9 @@ class LearnedEstimator:
         for w, s0 in enumerate(starts):
             rows = [where[s] for s in range(int(s0), max(int(s0), int(s0) + length - sub) + 1, stride) if s in where]
             if rows:
-                with np.errstate(all="ignore"):
-                    out[w] = np.nanmean(logit[rows], 0)
+                sel = logit[rows]
+                cnt = np.isfinite(sel).sum(0)
+                out[w] = np.where(cnt > 0, np.nansum(sel, 0) / np.maximum(cnt, 1), np.nan)
         return out
 
     @torch.no_grad()
@@ -235,7 +236,7 @@ class LearnedEstimator:
                 mat = m.matrix(v, a[_t(ai)])
                 logits = m.offset_logits(mat, n_used=n)
                 val = logits if m.classifier is None else F.log_softmax(logits, -1)
-                acc[ph] = np.nanmean(val.numpy(), 0)
+                acc[ph] = val.numpy().mean(0)
             okk = np.abs(kk) <= k
             out[w, okk] = acc[q[okk], kk[okk] + k]
         return out

@@ -47,6 +47,7 @@ class FusedEstimator:
         self.confidence_scale = confidence_scale
         self.training_summary = learned.training_summary
         self.needs_crops = getattr(learned, "needs_crops", False)
+        self.sha256 = f"{getattr(learned, 'sha256', '')}+modelfree@{weight}:{confidence_scale}"
 
     def prepare(self, ext, track_index: int) -> tuple:
         return self.learned.prepare(ext, track_index), self.modelfree.prepare(ext, track_index)
