@@ -52,7 +52,7 @@ class LearnedEstimator:
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, ext, track_index: int) -> dict:
-        arr = track_arrays(ext, track_index, with_crops=self.needs_crops)
+        arr = track_arrays(ext, track_index, with_crops=self.needs_crops, with_flow=self.input_key == "flow")
         arr.update(times=ext.times, fps=ext.fps, audio_t0=ext.audio_t0, mel40=ext.mel40)
         return self.prepare_arrays(arr)
 

@@ -52,7 +52,7 @@ def vertical_flow(crops: np.ndarray, found: np.ndarray) -> np.ndarray:
     return out
 
 
-def track_arrays(ext, track_index: int, with_crops: bool = True) -> dict:
+def track_arrays(ext, track_index: int, with_crops: bool = True, with_flow: bool = True) -> dict:
     """Per-frame visual inputs of one face track (see module docstring)."""
     from avsync.face.landmarks import normalise_lips
 
@@ -72,7 +72,8 @@ def track_arrays(ext, track_index: int, with_crops: bool = True) -> dict:
                 if c is not None and j < n:
                     crops[j] = grey(c)
         out["crops"] = crops
-        out["flow"] = vertical_flow(crops, found)
+        if with_flow:
+            out["flow"] = vertical_flow(crops, found)
     return out
 
 
