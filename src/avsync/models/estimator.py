@@ -15,6 +15,8 @@ The family decides how a (window, lag) is scored:
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,19 @@ AUDIO_CONTEXT = 16
 CHUNK_FRAMES = 512
 #: Block length (s) over which file curves are averaged, as the model-free method.
 BLOCK_S = 8.0
+
+
+@contextmanager
+def _one_thread():
+    """Run torch on one thread: these models are small, their calls many and short, and with
+    several threads (or other busy processes) thread hand-offs cost more than the maths
+    (measured: a dev clip's strict protocol went from 13.8 s to 1.7 s)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _t(x, dtype=None) -> torch.Tensor:
@@ -56,8 +71,12 @@ class LearnedEstimator:
         arr.update(times=ext.times, fps=ext.fps, audio_t0=ext.audio_t0, mel40=ext.mel40)
         return self.prepare_arrays(arr)
 
-    @torch.no_grad()
     def prepare_arrays(self, arr: dict) -> dict:
+        with _one_thread():
+            return self._prepare_arrays(arr)
+
+    @torch.no_grad()
+    def _prepare_arrays(self, arr: dict) -> dict:
         """Encoder outputs for one track's arrays (``track_arrays`` + times, fps, audio_t0, mel40)."""
         times = np.asarray(arr["times"], dtype=np.float64)
         fps = float(arr["fps"])
@@ -125,7 +144,8 @@ class LearnedEstimator:
             return out
         fn = {"twostream": self._scores_twostream, "vocalist": self._scores_vocalist,
               "synccls": self._scores_synccls, "regression": self._scores_regression}[self.family]
-        return fn(prep, steps, starts, int(length), out)
+        with _one_thread():
+            return fn(prep, steps, starts, int(length), out)
 
     def _frame_cos(self, prep: dict, steps: np.ndarray) -> np.ndarray:
         """cos(visual_i, audio at pos_i + lag) for every frame and lag, (T, L); NaN where the face is lost."""
