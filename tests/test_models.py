@@ -172,6 +172,9 @@ def test_calibrate_scale():
     ok = np.array([False, False, False, True, True, True])
     s = calibrate_scale(prom, ok)
     assert 0.8 / 0.03 - 1e-6 <= s <= 0.8 / 0.02 + 1e-6  # threshold above 90% of the wrong ones
+    assert calibrate_scale(prom[:2], ok[:2]) == pytest.approx(0.8 / np.percentile(prom[:2], 90))  # few, all wrong
+    assert calibrate_scale(prom[3:], ok[3:]) == pytest.approx(0.8 / np.percentile(prom[3:], 10))  # none wrong
+    assert calibrate_scale(np.array([]), np.array([], bool)) == 1.0
 
 
 def test_shift_arrays_trims_like_the_protocol(real_clip):

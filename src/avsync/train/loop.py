@@ -253,8 +253,13 @@ def validate(estimator, bank: list[Clip], offsets: list[int]) -> dict:
 def calibrate_scale(prom: np.ndarray, correct: np.ndarray, threshold: float = 0.8) -> float:
     """Scale so that ``threshold`` sits above 90% of the wrong readings' prominences (or, with none
     wrong, at the 10th percentile of the right ones)."""
-    prom = np.asarray(prom, float)
-    ref = np.percentile(prom[~correct], 90) if (~correct).sum() >= 3 else np.percentile(prom[correct], 10)
+    prom, correct = np.asarray(prom, float), np.asarray(correct, bool)
+    if (~correct).sum() >= 3 or (~correct).any() and not correct.any():
+        ref = np.percentile(prom[~correct], 90)
+    elif correct.any():
+        ref = np.percentile(prom[correct], 10)
+    else:
+        return 1.0
     return float(threshold / ref) if ref > 1e-9 else 1.0
 
 
@@ -332,7 +337,9 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
             p.requires_grad_(False)
     objective = Objective(model)
     if world > 1:
-        objective = nn.parallel.DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+        # find_unused_parameters: some heads leave parameters out of some losses (w, b outside the angular loss)
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:  # parameter-free heads (Diag-avg) train nothing
         tcfg["steps"] = 0
