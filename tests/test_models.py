@@ -108,7 +108,8 @@ def test_foreign_file_is_refused_in_one_line(tmp_path):
 def _tiny_config(tmp_path, **train):
     cfg = load_config(ROOT / "configs" / "landmark-small.toml")
     cfg["name"] = "tiny"
-    cfg["train"].update({"steps": 60, "batch": 8, "lr": 3e-3, "augment": False, "max_clips": 3, "other_weight": 0.0,
+    cfg["train"].update({"steps": 60, "batch": 8, "lr": 3e-3, "augment": False, "max_clips": 4, "other_weight": 0.0,
+                         "holdout_clips": 1,
                          "val_speakers": ["vrt_face5_woman_glasses_red"], "save_every": 20, "val_offsets": [-3, 0, 3],
                          **train})
     return cfg
@@ -131,6 +132,9 @@ def test_tiny_training_run_lowers_the_loss_and_resumes(tmp_path):
     assert "grid_s1" in t["speakers"] and "vrt_face5_woman_glasses_red" not in t["speakers"]
     assert t["val_speakers"] == ["vrt_face5_woman_glasses_red"]
     assert len(t["clips_sha256"]) == t["clips"] and obj["metrics"]["val_trials"] > 0
+    # the held-out clip of the training speaker calibrates the confidence but is never trained on
+    assert len(t["holdout_clips_sha256"]) == 1 and not set(t["holdout_clips_sha256"]) & set(t["clips_sha256"])
+    assert obj["metrics"]["holdout_trials"] > 0 and obj["confidence_scale"] == obj["metrics"]["confidence_scale"]
     assert obj["model"] == cfg["model"] and obj["train"]["seed"] == 0 and obj["code_version"]
 
 

@@ -43,7 +43,7 @@ TRAIN_DEFAULTS = {
     "steps": 2000, "batch": 32, "lr": 1e-3, "weight_decay": 1e-4, "frames": 15, "max_lag": 15,
     "seed": 0, "augment": True, "other_weight": 0.3, "val_speakers": [], "save_every": 200,
     "val_offsets": [-12, -8, -5, -3, -1, 0, 1, 3, 5, 8, 12], "init_from": "", "splits": ["train"],
-    "max_clips": 0, "threads": 0,
+    "max_clips": 0, "threads": 0, "holdout_clips": 0,
 }
 
 
@@ -222,8 +222,10 @@ def shift_arrays(arr: dict, k: int) -> dict:
     return {**arr, **out, "times": arr["times"][: n + k], "mel40": mel[j0:], "audio_t0": t0 + j0 * hop - d}
 
 
-def validate(estimator, bank: list[Clip], offsets: list[int]) -> dict:
-    """Offset readings on held-out speakers' clips with the audio moved by k frames (truth +k)."""
+def validate(estimator, bank: list[Clip], offsets: list[int], keep: bool = False):
+    """Offset readings on held-out clips, trimmed as the protocol's trials with audio lagging k frames.
+
+    Returns the metrics (and with ``keep`` also the (prominences, correct) readings)."""
     from avsync.api import RIVAL_EXCLUSION_FRAMES
     from avsync.sync.offset import lag_grid, prominence, read_curve
 
@@ -243,11 +245,12 @@ def validate(estimator, bank: list[Clip], offsets: list[int]) -> dict:
             errs.append(e)
             proms.append(prominence(lags, curve, r.index, RIVAL_EXCLUSION_FRAMES / fps))
             ok_flags.append(abs(e) <= 1.0)
-    if not errs:
-        return {"val_trials": 0}
-    errs, proms, okf = np.abs(errs), np.asarray(proms), np.asarray(ok_flags)
-    return {"val_trials": int(len(errs)), "val_acc_pm1": float(okf.mean()), "val_mae_frames": float(errs.mean()),
-            "confidence_scale": calibrate_scale(proms, okf)}
+    errs, proms, okf = np.abs(errs), np.asarray(proms, float), np.asarray(ok_flags, bool)
+    out = {"val_trials": int(len(errs))}
+    if len(errs):
+        out.update({"val_acc_pm1": float(okf.mean()), "val_mae_frames": float(errs.mean()),
+                    "confidence_scale": calibrate_scale(proms, okf)})
+    return (out, (proms, okf)) if keep else out
 
 
 def calibrate_scale(prom: np.ndarray, correct: np.ndarray, threshold: float = 0.8) -> float:
@@ -321,8 +324,13 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
         torch.distributed.barrier()
         recs = build_cache(recs, cache)
     train_recs, val_recs = split_speakers(recs, list(tcfg["val_speakers"]))
+    # Clips of the main training speaker kept out of training, for calibrating the confidence only.
+    main = [r for r in train_recs if r.speaker == "grid_s1"]
+    hold_recs = main[len(main) - int(tcfg["holdout_clips"]):] if tcfg["holdout_clips"] else []
+    train_recs = [r for r in train_recs if r not in hold_recs]
     bank = load_bank(train_recs, cache)
     val_bank = load_bank(val_recs, cache)
+    hold_bank = load_bank(hold_recs, cache)
 
     model = build_model(mcfg)
     if tcfg["init_from"]:
@@ -410,6 +418,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
             "clips": len(train_recs),
             "seconds": round(float(sum(c.n / float(c.arr["fps"]) for c in bank)), 1),
             "val_speakers": sorted({r.speaker for r in val_recs}),
+            "holdout_clips_sha256": sorted(r.sha256 for r in hold_recs),
             "steps": step, "train_seconds": round(train_s, 1), "device": str(device), "world_size": world,
             "loss_first": float(np.mean(history[:win])) if history else None,
             "loss_last": float(np.mean(history[-win:])) if history else None,
@@ -422,10 +431,17 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     final = out / f"{name}.pt"
     model.cpu()
     save_checkpoint(final, model, meta)
-    if val_bank:
-        metrics = validate(estimator_from_file(final), val_bank, list(tcfg["val_offsets"]))
+    if val_bank or hold_bank:
+        est = estimator_from_file(final)
+        metrics, readings = validate(est, val_bank, list(tcfg["val_offsets"]), keep=True)
+        if hold_bank:
+            hold, hold_readings = validate(est, hold_bank, list(tcfg["val_offsets"]), keep=True)
+            metrics.update({f"holdout_{k[4:]}": v for k, v in hold.items() if k.startswith("val_")})
+            readings = [np.concatenate([a, b]) for a, b in zip(readings, hold_readings)]
+        # confidence: calibrated on every reading the model did not train on
+        metrics["confidence_scale"] = calibrate_scale(*readings)
         meta["metrics"] = metrics
-        meta["confidence_scale"] = metrics.get("confidence_scale", 1.0)
+        meta["confidence_scale"] = metrics["confidence_scale"]
         save_checkpoint(final, model, meta)
     return final
 
