@@ -268,14 +268,19 @@ class LearnedEstimator:
         t = len(prep["times"])
         pos = prep["pos"]
         preds = np.full(len(starts), np.nan)
+        groups: dict[int, list[int]] = {}  # windows of one length go through the model together
         for w, s0 in enumerate(starts):
             s1 = min(int(s0) + length, t)
-            if prep["found"][s0:s1].sum() < max(3, (s1 - s0) // 2):
-                continue
-            grid = audio_grid(prep["mel40"], prep["audio_t0"], prep["times"][0], prep["fps"],
-                              int(pos[s0]) - AUDIO_STEPS // 2, AUDIO_STEPS * (s1 - s0))
-            mel = normalise_mel(grid, prep["stats"])
-            preds[w] = float(m(_t(prep["flow"][s0:s1]).unsqueeze(0), _t(mel).unsqueeze(0))[0])
+            if prep["found"][s0:s1].sum() >= max(3, (s1 - s0) // 2):
+                groups.setdefault(s1 - s0, []).append(w)
+        for n, ws in groups.items():
+            for b in range(0, len(ws), 256):
+                chunk = ws[b : b + 256]
+                flow = np.stack([prep["flow"][int(starts[w]) : int(starts[w]) + n] for w in chunk])
+                mel = np.stack([normalise_mel(audio_grid(prep["mel40"], prep["audio_t0"], prep["times"][0], prep["fps"],
+                                                         int(pos[starts[w]]) - AUDIO_STEPS // 2, AUDIO_STEPS * n),
+                                              prep["stats"]) for w in chunk])
+                preds[chunk] = m(_t(flow), _t(mel)).numpy()
         return preds
 
     def _scores_regression(self, prep, steps, starts, length, out):
