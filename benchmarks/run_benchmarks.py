@@ -7,7 +7,7 @@
 
 The measurements follow ../shared/docs/benchmark-protocol.md:
 
-1. Accuracy (clip-level protocol) of the model-free method on every ``dev`` clip
+1. Accuracy (clip-level protocol) of the default model on every ``dev`` clip
    of ``manifest.tsv``: trials made by ``avsync.eval.trials.make_trial`` (MKV,
    H.264 + PCM) at k in {-15, ..., 15} frames, then an MP4/AAC pass at
    k in {-7, 0, 7} that must give the same answers.
@@ -671,7 +671,10 @@ def accuracy_section(clips: list[Clip], workdir: Path, m: dict, cmdline: str, qu
     failures = [r for r in mkv + mp4 if not r.ok]
 
     L = []
-    L.append("## 1. Accuracy of the model-free method (dev split, clip-level protocol)\n")
+    from avsync.api import default_model
+
+    default = default_model()
+    L.append(f"## 1. Accuracy of the default model, `{default}`, on trial files (dev split, clip-level protocol)\n")
     L.append(f"- **Command:** `{cmdline}` (section 1). Each trial is detected in process with "
              "`avsync.detect(TRIAL)`, the call behind `avsync detect TRIAL --json`; an `AvsyncError` "
              "(or any other exception) counts as a failure.")
