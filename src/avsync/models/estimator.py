@@ -93,12 +93,18 @@ class LearnedEstimator:
         if len(times) == 0:
             prep["v"] = torch.zeros(0, 1)
             return prep
-        outs = []
-        for a in range(0, len(times), CHUNK_FRAMES):  # 2-frame overlap keeps the 5-frame stem exact
+        # Only the span where this face was seen is encoded (in a long file most faces appear briefly).
+        seen = np.flatnonzero(prep["found"])
+        first, last = (int(seen[0]), int(seen[-1]) + 1) if seen.size else (0, 0)
+        v = None
+        for a in range(first, last, CHUNK_FRAMES):  # 2-frame overlap keeps the 5-frame stem exact
             lo, hi = max(0, a - 2), min(len(times), a + CHUNK_FRAMES + 2)
-            v = enc(_t(x[lo:hi]).unsqueeze(0))[0]
-            outs.append(v[a - lo : a - lo + min(CHUNK_FRAMES, len(times) - a)])
-        prep["v"] = torch.cat(outs)
+            e = enc(_t(x[lo:hi]).unsqueeze(0))[0]
+            if v is None:
+                v = torch.zeros(len(times), e.shape[-1])
+            n = min(CHUNK_FRAMES, last - a)
+            v[a : a + n] = e[a - lo : a - lo + n]
+        prep["v"] = v if v is not None else torch.zeros(len(times), 1)
         return prep
 
     def _visual_encoder(self):
@@ -147,15 +153,23 @@ class LearnedEstimator:
         with _one_thread():
             return fn(prep, steps, starts, int(length), out)
 
-    def _frame_cos(self, prep: dict, steps: np.ndarray) -> np.ndarray:
-        """cos(visual_i, audio at pos_i + lag) for every frame and lag, (T, L); NaN where the face is lost."""
+    def _frame_cos(self, prep: dict, steps: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """cos(visual_i, audio at pos_i + lag) for frames [lo, hi) and every lag, (T, L); NaN where the
+        face is lost and outside [lo, hi)."""
         pos = prep["pos"]
-        a, a0 = self._audio(prep, int(pos[0] + steps.min()), int(pos[-1] + steps.max()))
-        idx = _t(pos[:, None] + steps[None, :] - a0)
-        cos = (prep["v"].unsqueeze(1) * a[idx]).sum(-1).numpy().astype(np.float64)
+        cos = np.full((len(pos), len(steps)), np.nan)
+        seen = np.flatnonzero(prep["found"][lo:hi])
+        if seen.size == 0:
+            return cos
+        lo, hi = lo + int(seen[0]), lo + int(seen[-1]) + 1  # only where this face was seen
+        a, a0 = self._audio(prep, int(pos[lo] + steps.min()), int(pos[hi - 1] + steps.max()))
+        for c in range(lo, hi, CHUNK_FRAMES):  # (frames, lags, dim) at once would grow with the file
+            e = min(c + CHUNK_FRAMES, hi)
+            idx = _t(pos[c:e, None] + steps[None, :] - a0)
+            cos[c:e] = torch.einsum("td,tld->tl", prep["v"][c:e], a[idx]).numpy()
         cos[~prep["found"]] = np.nan
         # a frame whose audio at this lag lies outside the recording says nothing (trimmed trials)
-        cos[~self._heard(prep, pos[:, None] + steps[None, :])] = np.nan
+        cos[lo:hi][~self._heard(prep, pos[lo:hi, None] + steps[None, :])] = np.nan
         return cos
 
     @staticmethod
@@ -166,7 +180,7 @@ class LearnedEstimator:
         return (t >= prep["audio_t0"] - 1e-6) & (t <= end + 1e-6)
 
     def _scores_twostream(self, prep, steps, starts, length, out):
-        cos = self._frame_cos(prep, steps)
+        cos = self._frame_cos(prep, steps, int(starts.min()), int(min(len(prep["pos"]), starts.max() + length)))
         ok = np.isfinite(cos)
         c = np.concatenate([np.zeros((1, cos.shape[1])), np.cumsum(np.where(ok, cos, 0.0), 0)])
         n = np.concatenate([np.zeros((1, cos.shape[1])), np.cumsum(ok, 0)])
@@ -198,7 +212,8 @@ class LearnedEstimator:
         sub = 5
         t = len(prep["times"])
         pos = prep["pos"]
-        a, a0 = self._audio(prep, int(pos[0] + steps.min() - 2), int(pos[-1] + steps.max() + 2))
+        lo, hi = int(starts.min()), int(min(t, starts.max() + length))  # audio only under these windows
+        a, a0 = self._audio(prep, int(pos[lo] + steps.min() - 2), int(pos[hi - 1] + steps.max() + 2))
         stride = 1 if length <= 15 else 3
         # every 5-frame sub-window any requested window needs
         subs = sorted({s for w in starts for s in range(int(w), max(int(w), int(w) + length - sub) + 1, stride)
@@ -235,7 +250,8 @@ class LearnedEstimator:
         n_model, k = m.n, m.k
         t = len(prep["times"])
         pos = prep["pos"]
-        a, a0 = self._audio(prep, int(pos[0]), int(pos[-1] + AUDIO_STEPS - 1))
+        lo, hi = int(starts.min()), int(min(t, starts.max() + length))  # audio only under these windows
+        a, a0 = self._audio(prep, int(pos[lo]), int(pos[hi - 1] + AUDIO_STEPS - 1))
         n = min(length, n_model)
         kk, q = np.floor_divide(steps, AUDIO_STEPS), np.mod(steps, AUDIO_STEPS)
         # sub-windows of at most N frames
