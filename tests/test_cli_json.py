@@ -45,7 +45,9 @@ def test_detect_json_is_one_object_with_the_documented_keys(json_run, detect_cac
     assert d["offset_frames"] == pytest.approx(d["offset_ms"] / FRAME_25_MS, abs=0.011)
     assert d["syncnet_offset_frames"] == -round(d["offset_frames"])
     assert d["tolerance_ms"] == pytest.approx(40.0)
-    assert d["model"] == "modelfree"
+    from avsync.api import default_model
+
+    assert d["model"] == default_model()
     assert isinstance(d["in_sync"], bool)
     assert len(d["faces"]) == 1 and d["faces"][0]["active"] is True
     # The same numbers as the Python API.

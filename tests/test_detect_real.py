@@ -63,7 +63,9 @@ def test_mp4_aac_and_mkv_pcm_trials_agree(trial_factory, detect_cached):
 
 @pytest.fixture(scope="module")
 def ntsc_result(detect_cached):
-    return detect_cached(clip_path(NTSC_CLIP))
+    # These tests are about 29.97 fps timing, so they pin the model-free estimator: the default
+    # learned model (pm-small) has no clear peak on this clip (confidence 0.0; see docs/BENCHMARKS.md).
+    return detect_cached(clip_path(NTSC_CLIP), model="modelfree")
 
 
 def test_ntsc_clip_reports_its_frame_rate(ntsc_result):
@@ -80,7 +82,7 @@ def test_ntsc_trial_shifted_by_6_frames(trial_factory, detect_cached, ntsc_resul
     trial = trial_factory(clip_path(NTSC_CLIP), +6, ".mp4")
     assert trial.fps == pytest.approx(30000 / 1001, rel=1e-6)
     assert trial.truth_ms == pytest.approx(6 * 1001 / 30.0)
-    r = detect_cached(trial.path)
+    r = detect_cached(trial.path, model="modelfree")
     assert r.fps == pytest.approx(29.97, abs=0.01)
     expected = ntsc_result.offset_frames + 6
     assert abs(r.offset_frames - expected) <= TOL_FRAMES, (r.offset_frames, expected)
