@@ -6,13 +6,14 @@ nothing from them is ever stored in the repository. Every generated file
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from avsync.util import sha256_file as sha256  # noqa: F401  (tests import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -44,14 +45,6 @@ def clip_path(rel: str) -> Path:
 
 def grid_clip(name: str) -> Path:
     return clip_path(f"grid_speakers/{name}.mp4")
-
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="session")

@@ -74,11 +74,15 @@ def load_model(name: str | None = None):
         base = name[: -len(SUFFIX)]
         return FusedEstimator(load_model(base), ModelFreeEstimator(), **fusions()[base])
     from avsync.models.checkpoint import estimator_from_file, registered_path
+    from avsync.models.registry import registry
     from avsync.util import sha256_file
 
-    path = name if name.endswith(".pt") else registered_path(name)
-    est = estimator_from_file(path)
-    est.sha256 = sha256_file(path)
+    if name.endswith(".pt"):
+        est = estimator_from_file(name)
+        est.sha256 = sha256_file(name)
+    else:  # registered_path has just checked the file against the registry's sha256
+        est = estimator_from_file(registered_path(name))
+        est.sha256 = registry()[name]["sha256"]
     return est
 
 

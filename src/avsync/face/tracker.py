@@ -43,7 +43,8 @@ class FaceTrack:
     first_frame: int
     #: Per analysed frame (from ``first_frame``): (K, 3) key landmarks in pixels, NaN if lost.
     key: list = field(default_factory=list)
-    #: Per analysed frame: aligned mouth crop (H, W, 3) uint8, or None; only if crops are kept.
+    #: Per analysed frame: aligned grey mouth crop (H, W) uint8, or None; only if crops are kept
+    #: (grey: the learned models read luma, and a 30-min track holds a crop per frame).
     crops: list = field(default_factory=list)
     #: Per analysed frame (from ``first_frame``): face box side in pixels, NaN if lost.
     sizes: list = field(default_factory=list)
@@ -328,7 +329,7 @@ class FaceTracker:
             tr.key.append(key)
             tr.sizes.append(act.box[2])
             if self.keep_crops:
-                tr.crops.append(mouth_crop(rgb, key))
+                tr.crops.append(cv2.cvtColor(mouth_crop(rgb, key), cv2.COLOR_RGB2GRAY))
         # Two live tracks on one face: keep the older one.
         for a in list(self._active):
             for b in self._active:

@@ -89,7 +89,7 @@ class LearnedEstimator:
         if self.family == "regression":
             prep["flow"] = np.asarray(x, np.float32)
             return prep
-        enc = self._visual_encoder()
+        enc = self._encoders()[0]
         if len(times) == 0:
             prep["v"] = torch.zeros(0, 1)
             return prep
@@ -107,21 +107,13 @@ class LearnedEstimator:
         prep["v"] = v if v is not None else torch.zeros(len(times), 1)
         return prep
 
-    def _visual_encoder(self):
+    def _encoders(self):
+        """(visual, audio) per-frame / per-step encoders: unit embeddings for the cosine families."""
         m = self.model
-        if self.family == "twostream":
-            return m.embed_visual
-        if self.family == "synccls":
-            return m.streams.embed_visual
-        return m.visual  # vocalist
-
-    def _audio_encoder(self):
-        m = self.model
-        if self.family == "twostream":
-            return m.embed_audio
-        if self.family == "synccls":
-            return m.streams.embed_audio
-        return m.audio
+        streams = m.streams if self.family == "synccls" else m
+        if self.family in ("twostream", "synccls"):
+            return streams.embed_visual, streams.embed_audio
+        return m.visual, m.audio  # vocalist
 
     @torch.no_grad()
     def _audio(self, prep: dict, first: int, last: int) -> tuple[torch.Tensor, int]:
@@ -131,7 +123,7 @@ class LearnedEstimator:
             lo, hi = first - AUDIO_CONTEXT, last + 1 + AUDIO_CONTEXT
             grid = audio_grid(prep["mel40"], prep["audio_t0"], prep["times"][0], prep["fps"], lo, hi - lo)
             grid = normalise_mel(grid, prep["stats"])
-            enc = self._audio_encoder()
+            enc = self._encoders()[1]
             outs, step = [], CHUNK_FRAMES * AUDIO_STEPS
             for a in range(0, len(grid), step):
                 b0, b1 = max(0, a - AUDIO_CONTEXT), min(len(grid), a + step + AUDIO_CONTEXT)

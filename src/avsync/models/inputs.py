@@ -32,13 +32,6 @@ FLOW_HW = (24, 48)
 MEL_FLOOR = float(np.log(1e-10))
 
 
-def grey(crop: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB uint8 -> (H, W) uint8 luma."""
-    import cv2
-
-    return cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
-
-
 def vertical_flow(crops: np.ndarray, found: np.ndarray) -> np.ndarray:
     """Farnebäck vertical flow between consecutive grey crops, at FLOW_HW, float16."""
     import cv2
@@ -70,7 +63,7 @@ def track_arrays(ext, track_index: int, with_crops: bool = True, with_flow: bool
             for i, c in enumerate(tr.crops):
                 j = tr.first_frame + i
                 if c is not None and j < n:
-                    crops[j] = grey(c)
+                    crops[j] = c
         out["crops"] = crops
         if with_flow:
             out["flow"] = vertical_flow(crops, found)

@@ -19,7 +19,7 @@ from avsync.models.registry import package_dir
 MAX_BYTES = 20 * 1024 * 1024
 
 
-def ship(paths: list[Path], default: str | None = None) -> list[str]:
+def ship(paths: list[Path]) -> list[str]:
     names = []
     dst_dir = package_dir() / WEIGHTS_DIR
     dst_dir.mkdir(parents=True, exist_ok=True)
@@ -31,8 +31,6 @@ def ship(paths: list[Path], default: str | None = None) -> list[str]:
         shutil.copyfile(p, dst)
         register(dst)
         names.append(name)
-    if default is not None:
-        set_default(default)
     return names
 
 
@@ -82,7 +80,7 @@ def main() -> None:
     ap.add_argument("--weight", type=float, default=0.5, help="weight of the learned curve in the fusion")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     a = ap.parse_args()
-    for n in ship(a.checkpoints, None):
+    for n in ship(a.checkpoints):
         print(f"shipped {n}")
     if a.fuse:
         print(f"fusion {a.fuse}+modelfree: {add_fusion(a.fuse, a.weight, a.data)}")
