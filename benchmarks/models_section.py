@@ -61,12 +61,23 @@ def _speed(models: list[str], data: Path, quick: bool) -> tuple[dict, str, float
     return out, Path(clip.path).name, clip.duration_s, {"extract_s": plain, "extract_crops_s": crops}
 
 
-def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: str, quick: bool) -> dict:
+def _reliable_cell(clip: dict) -> str:
+    """Share of clip-level trials marked reliable / share of those right within ±1 (n/a in older reports)."""
+    r = clip.get("reliability") or {}
+    if not r:
+        return "n/a"
+    return f"{_pct(r.get('reliable_share'))} / {_pct(r.get('reliable_acc_pm1'))}"
+
+
+def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: str, quick: bool,
+                   models: list[str] | None = None) -> dict:
+    """Section 5; ``models`` restricts it to some models (default: the model-free method and every shipped one)."""
+    from avsync.api import RELIABLE_CONFIDENCE
     from avsync.models.registry import default_model, registry
 
     t0 = time.perf_counter()
     reg = registry()
-    names = ["modelfree", *sorted(reg)]
+    names = [n for n in ["modelfree", *sorted(reg)] if models is None or n in models]
     reports = {}
     for n in names:
         p = workdir / f"eval-{n}.json"
@@ -84,11 +95,15 @@ def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: 
     L.append(f"- **CPU scoring speed:** `avsync.api.estimate` on one extraction of `{clip_name}` ({clip_s:.1f} s, "
              f"in-the-wild), best face search ±15 frames, after a warm-up run; × real time = clip seconds / scoring "
              f"seconds. Extraction itself took {ext_cost['extract_s']:.1f} s without mouth crops and "
-             f"{ext_cost['extract_crops_s']:.1f} s with them (pixel models need the crops).\n")
+             f"{ext_cost['extract_crops_s']:.1f} s with them (pixel models need the crops).")
+    L.append("- **Shift-consistent ±1:** clip-level trials within ±1.5 frames of their clip's median signed error "
+             "(failures wrong). **Reliable: share / right:** share of clip-level trials marked reliable "
+             f"(confidence ≥ {RELIABLE_CONFIDENCE:g}) / share of those within ±1 frame. n/a: the model's report "
+             "predates these figures.\n")
     L.append("| model | family | visual input | params | size | train steps / min | val ±1 (held-out train speakers) "
-             "| dev clip ±1: all / GRID others / in-the-wild | dev LRS2 5 / 15 frames | dev strict N=20 ±1 "
-             "| dev rMSE (frames) | scoring × real time |")
-    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+             "| dev clip ±1: all / GRID others / in-the-wild | dev clip shift-consistent ±1 | dev clip reliable: share / right "
+             "| dev LRS2 5 / 15 frames | dev strict N=20 ±1 | dev rMSE (frames) | scoring × real time |")
+    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = {}
     for n in names:
         rep = reports.get(n)
@@ -101,7 +116,9 @@ def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: 
         rm = P.get("regression", {}).get("rmse_frames")
         met = e.get("metrics", {})
         rows[n] = {"all": clip.get("acc_pm1"), "grid": _group_acc(rep, False) if rep else None,
-                   "wild": _group_acc(rep, True) if rep else None}
+                   "wild": _group_acc(rep, True) if rep else None, "consistent": clip.get("acc_consistent"),
+                   "reliable_share": (clip.get("reliability") or {}).get("reliable_share"),
+                   "reliable_acc_pm1": (clip.get("reliability") or {}).get("reliable_acc_pm1")}
         steps = "—" if n == "modelfree" else f"{e.get('steps', '?')} / {e.get('train_minutes', '?')}"
         strict20 = "n/a" if s20 is None else f"{100 * s20['pm1_mean']:.1f} ± {100 * s20['pm1_std']:.1f}%"
         L.append(
@@ -109,14 +126,15 @@ def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: 
             f"{e.get('visual', 'landmarks') if n != 'modelfree' else 'lip landmarks'} | "
             f"{(e.get('params') or 0):,} | {e.get('size_bytes', 0) / 1e6:.1f} MB | {steps} | "
             f"{_pct(met.get('val_acc_pm1'))} | {_pct(rows[n]['all'])} / {_pct(rows[n]['grid'])} / "
-            f"{_pct(rows[n]['wild'])} | {_pct(lrs2.get(5))} / {_pct(lrs2.get(15))} | "
+            f"{_pct(rows[n]['wild'])} | {_pct(clip.get('acc_consistent'))} | {_reliable_cell(clip)} | "
+            f"{_pct(lrs2.get(5))} / {_pct(lrs2.get(15))} | "
             f"{strict20} | "
             f"{'n/a' if rm is None else f'{rm:.2f}'} | {clip_s / speed[n]:.0f}× |"
         )
     L.append("")
     best = max((n for n in names if n != "modelfree" and rows[n]["all"] is not None),
                key=lambda n: rows[n]["all"], default=None)
-    mf = rows["modelfree"]["all"]
+    mf = rows.get("modelfree", {}).get("all")
     if best is not None and mf is not None:
         verdict = ("beats" if rows[best]["all"] > mf else "does not beat")
         L.append(f"**Default.** The best learned model on the dev clip protocol is `{best}` "
@@ -124,7 +142,7 @@ def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: 
                  f"({_pct(mf)}) on these speakers, none of whom is GRID s1. `avsync detect` uses "
                  f"`{default_model()}` by default (`src/avsync/models/registry.json`); every other model is "
                  "selectable with `--model NAME`.\n")
-    vtp = next((n for n in reg if reg[n].get("visual") == "vtp"), None)
+    vtp = next((n for n in names if reg.get(n, {}).get("visual") == "vtp"), None)
     if vtp:
         L.append(_attention(vtp, data, workdir, quick))
     L.append(_paper_configs())

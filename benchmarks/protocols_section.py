@@ -12,9 +12,27 @@ import sys
 import time
 from pathlib import Path
 
+#: Targets of the "Any face" issue for the default model: LRS2 context-window accuracy at 5 and 15 frames.
+TARGET_LRS2 = {5: 0.60, 15: 0.90}
+
 
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _reliability_line(c: dict) -> str:
+    """One line on the confidence from the report's ``protocols.clip.reliability`` (n/a in older reports)."""
+    r = c.get("reliability") or {}
+    if not r:
+        return "Reliability: n/a (report written before `reliability` was recorded).\n"
+    n = r.get("reliable_n")
+    if n == 0:
+        return ("Reliability: no clip-level trial marked reliable (failures count as not reliable); the others "
+                f"{_pct(r.get('unreliable_acc_pm1'))} right within ±1.\n")
+    return (f"Reliability: {_pct(r.get('reliable_share'))} of the clip-level trials marked reliable "
+            f"({'n/a' if n is None else n} trial{'' if n == 1 else 's'}; failures count as not reliable); of these "
+            f"{_pct(r.get('reliable_acc_pm1'))} right within ±1 frame and {_pct(r.get('reliable_acc_consistent'))} "
+            f"shift-consistent; the others {_pct(r.get('unreliable_acc_pm1'))} right within ±1.\n")
 
 
 def _render(rep: dict, command: str, date: str, machine: str, seconds: float) -> str:
@@ -28,15 +46,18 @@ def _render(rep: dict, command: str, date: str, machine: str, seconds: float) ->
              "the decoded streams); section 1 checks the same method on trial files.\n")
     c = P.get("clip")
     if c:
-        L.append("| clip-level protocol | trials | failures | ±1 frame | exact | MAE (ms) |")
-        L.append("|---|---:|---:|---:|---:|---:|")
+        L.append("| clip-level protocol | trials | failures | ±1 frame | exact | shift-consistent ±1 | MAE (ms) |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
         L.append(f"| standard offsets (±15) | {c['n']} | {c['failures']} | {_pct(c['acc_pm1'])} | "
-                 f"{_pct(c['acc_exact'])} | {c['mae_ms']:.0f} |" if c["n"] else "| standard | 0 | | | | |")
+                 f"{_pct(c['acc_exact'])} | {_pct(c.get('acc_consistent'))} | {c['mae_ms']:.0f} |"
+                 if c["n"] else "| standard | 0 | | | | | |")
         e = P.get("clip_extended")
         if e and e["n"]:
             L.append(f"| extended (±20, ±25; search ±30) | {e['n']} | {e['failures']} | {_pct(e['acc_pm1'])} | "
-                     f"{_pct(e['acc_exact'])} | {e['mae_ms']:.0f} |")
+                     f"{_pct(e['acc_exact'])} | {_pct(e.get('acc_consistent'))} | {e['mae_ms']:.0f} |")
         L.append("")
+        L.append("Shift-consistent: a trial's error is within ±1.5 frames of its clip's median signed error "
+                 "(failures count as wrong). " + _reliability_line(c))
         if c.get("per_offset"):
             L.append("| true offset (frames) | " + " | ".join(f"{r['offset_frames']:+d}" for r in c["per_offset"]) + " |")
             L.append("|---|" + "---:|" * len(c["per_offset"]))
@@ -68,8 +89,8 @@ def _render(rep: dict, command: str, date: str, machine: str, seconds: float) ->
 
 
 def _reusable(report: Path, model: str, quick: bool) -> dict | None:
-    """A previous full report of the same weights (``--reuse-evals``); never for the model-free method,
-    whose code has no fingerprint."""
+    """A previous full report of the same weights (``--reuse-evals``) that has this page's figures; never for
+    the model-free method, whose code has no fingerprint."""
     import avsync
 
     if quick or model == "modelfree" or not report.exists():
@@ -77,22 +98,39 @@ def _reusable(report: Path, model: str, quick: bool) -> dict | None:
     rep = json.loads(report.read_text())
     sha = getattr(avsync.load_model(model), "sha256", None)
     full = rep.get("options", {}).get("reps") == 10 and not rep.get("partial")
-    return rep if sha and rep.get("model_sha256") == sha and full else None
+    # Reports from before shift-consistent accuracy and reliability were recorded are re-run, not reused.
+    current = "acc_consistent" in rep.get("protocols", {}).get("clip", {})
+    return rep if sha and rep.get("model_sha256") == sha and full and current else None
+
+
+def _lrs2_target_rows(model: str, lrs2: dict, quick: bool) -> list[list[str]]:
+    """Target rows of the default model's LRS2 context-window accuracy."""
+    rows = []
+    for n, target in TARGET_LRS2.items():
+        x = lrs2.get(n)
+        status = ("**not met** (not measured)" if x is None else "**met**" if x >= target - 1e-12 else
+                  f"**not met** (missed by {100 * (target - x):.1f} points)")
+        rows.append([f"LRS2 context accuracy, {n} frames, default model `{model}`, dev (section 4)"
+                     + (" — QUICK subset" if quick else ""), f"≥ {100 * target:g}%", _pct(x), status])
+    return rows
 
 
 def protocols_section(data: Path, workdir: Path, date: str, machine: str, cmdline: str, quick: bool,
-                      reuse: bool = False) -> dict:
+                      reuse: bool = False, models: list[str] | None = None) -> dict:
+    """Section 4; ``models`` restricts it to some of ``avsync.available_models()`` (default: all)."""
     import avsync
+    from avsync.api import default_model
 
     t0 = time.perf_counter()
-    parts, raw, summary = [], {}, []
+    default = default_model()
+    parts, raw, summary, targets = [], {}, [], []  # targets: the default model's rows, listed first
     parts.append("## 4. The seed papers' protocols (`avsync eval`, dev split)\n")
     parts.append(f"Generated as part of `{cmdline}`, which runs the command below for each model. "
                  "Context-window accuracy is the LRS2 protocol of VocaLiST/SyncNet (±15 frames searched, 5-frame "
                  "scores averaged over the context, correct within ±1); singing allows ±5 and contexts up to 25; "
                  "strict is Sync-cls's protocol (mean ± std over repetitions with random offsets); regression is "
                  "seed 003's rMSE.\n")
-    for model in avsync.available_models():
+    for model in [m for m in avsync.available_models() if models is None or m in models]:
         report = workdir / f"eval-{model}.json"
         cmd = [sys.executable, "-m", "avsync", "eval", "--split", "dev", "--manifest", str(data / "manifest.tsv"),
                "--model", model, "--report", str(report)]
@@ -112,7 +150,11 @@ def protocols_section(data: Path, workdir: Path, date: str, machine: str, cmdlin
         if proc.returncode != 0 or not report.exists():
             parts.append(f"### Model `{model}`\n\n`{shown}` failed (exit {proc.returncode}): "
                          f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}\n")
-            summary.append([f"`avsync eval` protocols, `{model}`", "reported", "failed", "—"])
+            if model == default:
+                targets += [[row[0], row[1], "failed", f"**not met** (`avsync eval` exit {proc.returncode})"]
+                            for row in _lrs2_target_rows(model, {}, quick)]
+            else:
+                summary.append([f"`avsync eval` protocols, `{model}`", "reported", "failed", "—"])
             continue
         rep = json.loads(report.read_text())
         raw[model] = rep["protocols"]
@@ -121,7 +163,13 @@ def protocols_section(data: Path, workdir: Path, date: str, machine: str, cmdlin
             parts.append(f"(Report of {rep['date']} reused: same weights, sha256 {rep['model_sha256'][:12]}…; "
                          "`--reuse-evals`.)\n")
         lrs2 = {r["frames"]: r["accuracy"] for r in rep["protocols"].get("lrs2", {}).get("contexts", [])}
-        summary.append([f"LRS2 context accuracy (5 / 15 frames), `{model}`, dev", "no target set (reported)",
-                        f"{_pct(lrs2.get(5))} / {_pct(lrs2.get(15))}", "—"])
+        if model == default:
+            targets += _lrs2_target_rows(model, lrs2, quick)
+        else:
+            summary.append([f"LRS2 context accuracy (5 / 15 frames), `{model}`, dev", "no target set (reported)",
+                            f"{_pct(lrs2.get(5))} / {_pct(lrs2.get(15))}", "—"])
+    if models is not None and default not in models:
+        targets += [[row[0], row[1], "not run", "not checked (`--models` leaves the default model out)"]
+                    for row in _lrs2_target_rows(default, {}, quick)]
     raw["seconds"] = time.perf_counter() - t0
-    return {"summary": summary, "markdown": "\n".join(parts) + "\n", "raw": raw}
+    return {"summary": targets + summary, "markdown": "\n".join(parts) + "\n", "raw": raw}

@@ -1,20 +1,27 @@
 #!/usr/bin/env python
-"""Regenerate docs/BENCHMARKS.md: dev-split accuracy, speed, and peak memory.
+"""Regenerate docs/BENCHMARKS.md: dev-split accuracy, speed, peak memory, protocols, face-found rate.
 
-    python benchmarks/run_benchmarks.py                 # everything (about 30-60 min on 2 cores)
+    python benchmarks/run_benchmarks.py                 # everything (over an hour on 2 cores)
     python benchmarks/run_benchmarks.py --quick         # smoke run: 4 clips, short inputs
     python benchmarks/run_benchmarks.py --skip-rss --skip-speed
+    python benchmarks/run_benchmarks.py --models pm-small,modelfree   # sections 4-5 for some models only
 
 The measurements follow ../shared/docs/benchmark-protocol.md:
 
 1. Accuracy (clip-level protocol) of the default model on every ``dev`` clip
    of ``manifest.tsv``: trials made by ``avsync.eval.trials.make_trial`` (MKV,
    H.264 + PCM) at k in {-15, ..., 15} frames, then an MP4/AAC pass at
-   k in {-7, 0, 7} that must give the same answers.
+   k in {-7, 0, 7} that must give the same answers. Absolute and
+   shift-consistent accuracy, per set, per source and per clip; the
+   reliability of the confidence.
 2. Speed: ``avsync detect FILE --json`` end to end as a subprocess against
    ``ffmpeg -i FILE -f null -`` on the same files, plus a ~3-minute 720p input.
 3. Peak RSS and realtime factor on a >= 30-minute 640x360 input made by
    concatenating the dev clips.
+4. ``avsync eval`` protocols per model (protocols_section.py).
+5. The learned models side by side (models_section.py).
+6. Face-found rate per source on dev, train, unverified and mouth_only clips
+   (faces_section.py).
 
 Nothing generated here goes into the repository: trials and long inputs are
 cached in ``--workdir`` (default ``~/.cache/avsync-bench``), so re-runs only
@@ -42,14 +49,16 @@ from pathlib import Path
 
 import numpy as np
 
+from sources import GRID, SOURCE_NOTES, order_key, source_group
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = (REPO / ".." / "shared" / "data").resolve()
 DEFAULT_OUTPUT = REPO / "docs" / "BENCHMARKS.md"
 
 #: Standard offsets (frames) of the clip-level protocol.
 OFFSETS = (-15, -11, -7, -4, -2, 0, 2, 4, 7, 11, 15)
-#: Confidence threshold of the calibration line (also shown: the library's own).
-CALIBRATION_THRESHOLD = 3.0
+#: Confidence bins of the reliability table (as ``avsync.sync.confidence.reliability_table``: [lo, hi), last closed).
+RELIABILITY_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0)
 #: Offsets of the MP4/AAC second pass.
 MP4_OFFSETS = (-7, 0, 7)
 #: Clips used by the speed section (paths relative to the data folder).
@@ -63,6 +72,12 @@ STEADY_SOURCE = SPEED_CLIPS[0]
 TARGET_RSS_BYTES = 1.5e9
 TARGET_RTF = 10.0
 GOAL_RTF = 20.0
+# Targets of the "Any face" issue, section 1 (default model, dev MKV trial files; failures count as wrong).
+TARGET_CLIP_PM1 = 0.95  # within ±1 frame
+TARGET_CLIP_EXACT = 0.70  # within ±0.5 frame
+TARGET_CLIP_CONSISTENT = 0.98  # shift-consistent ±1
+TARGET_RELIABLE_RIGHT = 0.95  # answers marked reliable that are right within ±1 frame
+TARGET_GRID_MEDIAN_FRAMES = 0.25  # |median signed error| on GRID (sources known to be in sync)
 #: AAC priming is 1024 samples (21-23 ms at 44.1-48 kHz); an unhandled priming
 #: delay would shift the MP4 answers by that much. Allowed mean |MP4 - MKV|:
 TARGET_MP4_DIFF_MS = 5.0
@@ -157,6 +172,8 @@ class Clip:
     fps: float
     duration_s: float
     sha256: str
+    faces: str = ""  # manifest column `faces`: single or multi
+    notes: str = ""  # manifest column `notes`
 
     @property
     def name(self) -> str:
@@ -167,6 +184,11 @@ class Clip:
         return GRID_GROUP if self.rel.startswith("clips/grid_speakers/") else WILD_GROUP
 
     @property
+    def source(self) -> str:
+        """Source group (``sources.source_group``): GRID, LRS3, MEAD, HDTF-style, multi-face, other in-the-wild."""
+        return source_group(self.rel, self.faces, self.notes)
+
+    @property
     def key(self) -> str:
         return self.name.replace("/", "__").rsplit(".", 1)[0] + "-" + self.sha256[:8]
 
@@ -174,7 +196,8 @@ class Clip:
 def dev_clips(data: Path) -> list[Clip]:
     with open(data / "manifest.tsv", newline="") as f:
         rows = [r for r in csv.DictReader(f, delimiter="\t") if r["split"] == "dev"]
-    clips = [Clip(r["path"], data / r["path"], float(r["fps"]), float(r["duration_s"]), r["sha256"]) for r in rows]
+    clips = [Clip(r["path"], data / r["path"], float(r["fps"]), float(r["duration_s"]), r["sha256"],
+                  r.get("faces", ""), r.get("notes", "")) for r in rows]
     missing = [c.rel for c in clips if not c.path.is_file()]
     if missing:
         raise SystemExit(f"dev clips missing from {data}: {', '.join(missing)}")
@@ -505,8 +528,13 @@ class TrialResult:
     truth_ms: float
     pred_ms: float | None = None
     confidence: float | None = None
+    reliable: bool | None = None  # SyncResult.reliable (confidence >= avsync.api.RELIABLE_CONFIDENCE)
     error: str | None = None
     seconds: float = 0.0
+    source: str = ""  # sources.source_group of the clip
+    #: Shift-consistent within ±1 / ±0.5 frame of the clip's median signed error (set by ``mark_consistent``).
+    consistent1: bool = False
+    consistent_exact: bool = False
 
     @property
     def frame_ms(self) -> float:
@@ -519,6 +547,11 @@ class TrialResult:
     @property
     def abs_err_ms(self) -> float:
         return abs(self.pred_ms - self.truth_ms)
+
+    @property
+    def err_frames(self) -> float:
+        """Signed error in frames (positive: the answer says the audio lags more than it does)."""
+        return (self.pred_ms - self.truth_ms) / self.frame_ms
 
     @property
     def within1(self) -> bool:
@@ -564,14 +597,14 @@ def detect_trial(clip: Clip, k: int, fps: float, path: Path, container: str) -> 
     """``avsync.detect`` in process (same code path as ``avsync detect FILE --json``)."""
     import avsync
 
-    r = TrialResult(clip.name, clip.group, container, k, fps, k * 1000.0 / fps)
+    r = TrialResult(clip.name, clip.group, container, k, fps, k * 1000.0 / fps, source=clip.source)
     t0 = time.perf_counter()
     try:
         res = avsync.detect(str(path))
         if res.offset_ms is None or not np.isfinite(res.offset_ms):
             r.error = "no offset"
         else:
-            r.pred_ms, r.confidence = float(res.offset_ms), float(res.confidence)
+            r.pred_ms, r.confidence, r.reliable = float(res.offset_ms), float(res.confidence), bool(res.reliable)
     except avsync.AvsyncError as exc:
         r.error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a bug in avsync: counted as a failure, listed on the page
@@ -602,23 +635,46 @@ def run_trials(clips: list[Clip], offsets, container: str, workdir: Path, trial_
             t_make = time.perf_counter() - t0
             r = detect_trial(clip, k, fps, dst, container)
             results.append(r)
-            got = "FAIL " + r.error if not r.ok else f"{r.pred_ms:+7.1f} ms (conf {r.confidence:.1f})"
+            got = ("FAIL " + r.error if not r.ok else
+                   f"{r.pred_ms:+7.1f} ms (conf {r.confidence:.2f}{', reliable' if r.reliable else ''})")
             log(f"  [{i + 1}/{len(clips)}] {clip.name} {container} k={k:+d}: truth {r.truth_ms:+7.1f} -> {got}"
                 f"{f'  [made in {t_make:.1f} s]' if made else ''}")
     return results, skipped
 
 
+def mark_consistent(rs: list[TrialResult]) -> None:
+    """Set each answered trial's shift-consistent flags: its signed error within 1.5 (and 0.5) frames of its
+    clip's median signed error over the clip's answered trials (``avsync.eval.metrics.shift_consistent``).
+    Failures stay not consistent (counted wrong)."""
+    from avsync.eval.metrics import shift_consistent
+
+    ok = [r for r in rs if r.ok]
+    if not ok:
+        return
+    err = [r.err_frames for r in ok]
+    ids = [r.clip for r in ok]
+    for r, c1, c05 in zip(ok, shift_consistent(err, ids, tol=1.5), shift_consistent(err, ids, tol=0.5)):
+        r.consistent1, r.consistent_exact = bool(c1), bool(c05)
+
+
 def summarize(rs: list[TrialResult]) -> dict:
     n = len(rs)
     ok = [r for r in rs if r.ok]
+    rel = [r for r in ok if r.reliable]
     return dict(
         n=n,
+        clips=len({r.clip for r in rs}),
         within1=sum(r.within1 for r in rs),
         exact=sum(r.exact for r in rs),
+        consistent1=sum(r.consistent1 for r in rs),
+        consistent_exact=sum(r.consistent_exact for r in rs),
         failures=n - len(ok),
         mae_ms=float(np.mean([r.abs_err_ms for r in ok])) if ok else None,
-        median_signed_frames=float(np.median([(r.pred_ms - r.truth_ms) / r.frame_ms for r in ok])) if ok else None,
+        median_signed_frames=float(np.median([r.err_frames for r in ok])) if ok else None,
         mean_conf=float(np.mean([r.confidence for r in ok])) if ok else None,
+        reliable=len(rel),
+        reliable_within1=sum(r.within1 for r in rel),
+        reliable_consistent1=sum(r.consistent1 for r in rel),
     )
 
 
@@ -630,8 +686,48 @@ def fmt(x, spec: str = ".1f", none: str = "n/a") -> str:
     return none if x is None else format(x, spec)
 
 
+def pct_pts(x: float, target: float) -> str:
+    """How far a share is below its target, in percentage points."""
+    return f"missed by {100 * (target - x):.1f} points"
+
+
+def _share_target(num: int, n: int, target: float) -> tuple[str, str]:
+    """(measured cell, status cell) for a share that must reach ``target``."""
+    if not n:
+        return "n/a", "**not met** (nothing measured)"
+    x = num / n
+    return pct(num, n), _verdict(x >= target - 1e-12, pct_pts(x, target))
+
+
+def _sc_cells(s: dict) -> str:
+    """±1, exact, shift-consistent ±1 and shift-consistent exact cells of a summary."""
+    return (f"{pct(s['within1'], s['n'])} | {pct(s['exact'], s['n'])} | {pct(s['consistent1'], s['n'])} | "
+            f"{pct(s['consistent_exact'], s['n'])}")
+
+
+def _reliable_cells(s: dict) -> str:
+    """Share marked reliable (of all trials) and how many of those are right (±1 absolute / shift-consistent)."""
+    nr = s["reliable"]
+    right = ("n/a (none reliable)" if not nr else
+             f"{100 * s['reliable_within1'] / nr:.1f}% / {100 * s['reliable_consistent1'] / nr:.1f}% of {nr}")
+    return f"{pct(nr, s['n'])} | {right}"
+
+
+def reliability_rows(rs: list[TrialResult]) -> list[dict]:
+    """Reliability table over answered trials: per confidence bin, accuracy ±1 (absolute) and shift-consistent."""
+    from avsync.sync.confidence import reliability_table
+
+    ok = [r for r in rs if r.ok]
+    conf = np.array([r.confidence for r in ok], dtype=float)
+    absolute = reliability_table(conf, [r.within1 for r in ok], edges=RELIABILITY_EDGES)
+    consistent = reliability_table(conf, [r.consistent1 for r in ok], edges=RELIABILITY_EDGES)
+    for a, c in zip(absolute, consistent):
+        a["accuracy_consistent"] = c["accuracy"]
+    return absolute
+
+
 def accuracy_section(clips: list[Clip], workdir: Path, m: dict, cmdline: str, quick: bool) -> dict:
-    from avsync.api import RELIABLE_CONFIDENCE
+    from avsync.api import RELIABLE_CONFIDENCE, default_model
 
     t_section = time.perf_counter()
     log(f"accuracy: {len(clips)} dev clips x {len(OFFSETS)} offsets (MKV)")
@@ -640,28 +736,29 @@ def accuracy_section(clips: list[Clip], workdir: Path, m: dict, cmdline: str, qu
     log(f"accuracy: MP4/AAC pass, k in {MP4_OFFSETS}")
     mp4, skipped_mp4 = run_trials(clips, MP4_OFFSETS, "mp4", workdir, trial_errors)
     seconds = time.perf_counter() - t_section
+    mark_consistent(mkv)
 
     with open(workdir / "accuracy-trials.tsv", "w") as f:
         w = csv.writer(f, delimiter="\t")
-        w.writerow(["clip", "group", "container", "k", "fps", "truth_ms", "pred_ms", "confidence", "error", "seconds"])
+        w.writerow(["clip", "group", "source", "container", "k", "fps", "truth_ms", "pred_ms", "confidence",
+                    "reliable", "consistent_pm1", "consistent_exact", "error", "seconds"])
         for r in mkv + mp4:
-            w.writerow([r.clip, r.group, r.container, r.k, r.fps, round(r.truth_ms, 2), r.pred_ms, r.confidence,
-                        r.error or "", round(r.seconds, 2)])
+            w.writerow([r.clip, r.group, r.source, r.container, r.k, r.fps, round(r.truth_ms, 2), r.pred_ms,
+                        r.confidence, "" if r.reliable is None else int(r.reliable),
+                        int(r.consistent1) if r.container == "mkv" else "",
+                        int(r.consistent_exact) if r.container == "mkv" else "", r.error or "", round(r.seconds, 2)])
 
     overall = summarize(mkv)
     groups = {g: summarize([r for r in mkv if r.group == g]) for g in (GRID_GROUP, WILD_GROUP)}
+    src_names = sorted({c.source for c in clips}, key=order_key)
+    by_source = {g: summarize([r for r in mkv if r.source == g]) for g in src_names}
+    src_clips = {g: sum(c.source == g for c in clips) for g in src_names}
     not_made = {name for name, *_ in trial_errors}
     per_clip = []
     for clip in clips:
         rs = [r for r in mkv if r.clip == clip.name]
         per_clip.append((clip, rs[0].fps if rs else clip.fps, summarize(rs)))
-    ok = [r for r in mkv if r.ok]
-    # The brief's fixed threshold 3, and the library's own `reliable` threshold if it differs.
-    calib = []
-    for thr in sorted({CALIBRATION_THRESHOLD, float(RELIABLE_CONFIDENCE)}, reverse=True):
-        hi = [r for r in ok if r.confidence >= thr]
-        lo = [r for r in ok if r.confidence < thr]
-        calib.append((thr, len(hi), sum(r.within1 for r in hi), len(lo), sum(r.within1 for r in lo)))
+    bins = reliability_rows(mkv)
     mp4_sum = summarize(mp4)
     by_key = {(r.clip, r.k): r for r in mkv}
     diffs = [abs(r.pred_ms - by_key[(r.clip, r.k)].pred_ms) for r in mp4
@@ -669,10 +766,11 @@ def accuracy_section(clips: list[Clip], workdir: Path, m: dict, cmdline: str, qu
     mean_diff = float(np.mean(diffs)) if diffs else None
     max_diff = float(np.max(diffs)) if diffs else None
     failures = [r for r in mkv + mp4 if not r.ok]
+    own_offset = [(c, s) for c, _, s in per_clip
+                  if s["median_signed_frames"] is not None and abs(s["median_signed_frames"]) > 1.5]
+    grid_median = by_source.get(GRID, {}).get("median_signed_frames")
 
     L = []
-    from avsync.api import default_model
-
     default = default_model()
     L.append(f"## 1. Accuracy of the default model, `{default}`, on trial files (dev split, clip-level protocol)\n")
     L.append(f"- **Command:** `{cmdline}` (section 1). Each trial is detected in process with "
@@ -692,25 +790,86 @@ def accuracy_section(clips: list[Clip], workdir: Path, m: dict, cmdline: str, qu
         L.append(f"- **Trials that could not be made:** {len(trial_errors)} (a bug in `make_trial`, not a detection "
                  "failure; they are left out of every figure below and listed at the end of this section).")
     L.append("- **Metrics:** correct within ±1 frame = |pred − truth| ≤ 1.5 frame durations; exact ≤ 0.5. "
-             "Accuracies count failures as wrong; MAE and the signed error are over the trials that gave an answer.")
+             "**Shift-consistent** (protocol): a trial's signed error is within 1.5 (exact: 0.5) frames of its "
+             "clip's median signed error over the clip's answered trials, i.e. right up to an offset the source "
+             "clip carries itself (`avsync.eval.metrics.shift_consistent`); a constant guess fails it. "
+             "Accuracies count failures as wrong; MAE and the signed error are over the trials that gave an answer. "
+             f"**Reliable** = `SyncResult.reliable` (confidence ≥ {RELIABLE_CONFIDENCE:g}, "
+             "`avsync.api.RELIABLE_CONFIDENCE`); its share is of all trials (a failure is not reliable), and "
+             "\"right\" is given as ±1 absolute / shift-consistent.")
     L.append(f"- Section run time: {seconds / 60:.1f} min (trials cached in `$WORKDIR/{trials_root(workdir).relative_to(workdir)}`, "
              "keyed by the hash of `avsync/eval/trials.py`, are reused; detection is always re-run).\n")
 
-    L.append("| set | trials | ±1 frame | exact | MAE (ms) | median signed error (frames) | mean confidence | failures |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("| set | clips | trials | ±1 frame | exact | shift-consistent ±1 | shift-consistent exact | MAE (ms) | "
+             "median signed error (frames) | mean confidence | marked reliable | reliable right: ±1 / shift-consistent "
+             "| failures |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, s in [("**all dev (MKV)**", overall)] + [(g, s) for g, s in groups.items()]:
-        L.append(f"| {label} | {s['n']} | {pct(s['within1'], s['n'])} | {pct(s['exact'], s['n'])} | "
-                 f"{fmt(s['mae_ms'])} | {fmt(s['median_signed_frames'], '+.2f')} | {fmt(s['mean_conf'], '.2f')} | "
+        L.append(f"| {label} | {s['clips']} | {s['n']} | {_sc_cells(s)} | {fmt(s['mae_ms'])} | "
+                 f"{fmt(s['median_signed_frames'], '+.2f')} | {fmt(s['mean_conf'], '.2f')} | {_reliable_cells(s)} | "
                  f"{s['failures']} |")
     L.append("")
-    L.append("**Confidence calibration** (MKV trials that gave an answer; accuracy within ±1 frame above and "
-             "below a confidence threshold):\n")
-    L.append("| threshold | confidence ≥ threshold | confidence < threshold |")
-    L.append("|---|---:|---:|")
-    for thr, nh, ah, nl, al in calib:
-        note = " (library's `reliable` threshold, `avsync.api.RELIABLE_CONFIDENCE`)" if thr == RELIABLE_CONFIDENCE else ""
-        L.append(f"| {thr:g}{note} | {pct(ah, nh)} | {pct(al, nl)} |")
+
+    L.append("### Per source (MKV)\n")
+    L.append("Groups, first rule that matches: " + "; ".join(f"**{g}**: {SOURCE_NOTES[g]}" for g in SOURCE_NOTES)
+             + ".\n")
+    L.append("| source | clips | trials | ±1 frame | exact | shift-consistent ±1 | shift-consistent exact | "
+             "median signed error (frames) | marked reliable | reliable right: ±1 / shift-consistent | failures |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for g in src_names:
+        s = by_source[g]
+        L.append(f"| {g} | {src_clips[g]} | {s['n']} | {_sc_cells(s)} | {fmt(s['median_signed_frames'], '+.2f')} | "
+                 f"{_reliable_cells(s)} | {s['failures']} |")
     L.append("")
+    grid_ok = grid_median is not None and abs(grid_median) <= TARGET_GRID_MEDIAN_FRAMES + 1e-12
+    L.append("**Sub-frame precision** (median signed error of the answered MKV trials, frames): "
+             + ", ".join(f"{g} {fmt(by_source[g]['median_signed_frames'], '+.2f')}" for g in src_names)
+             + f". Target: within ±{TARGET_GRID_MEDIAN_FRAMES:g} frame on GRID (sources known to be in sync): "
+             + ("n/a (no GRID clip in this run)" if grid_median is None else
+                _verdict(grid_ok, f"{abs(grid_median):.2f} frame, {abs(grid_median) - TARGET_GRID_MEDIAN_FRAMES:.2f} "
+                                  "over")) + ".\n")
+    gap = overall["consistent1"] - overall["within1"]
+    if own_offset:
+        L.append(f"**Clips that carry their own offset, or on which the method is biased** (median signed error "
+                 f"beyond ±1.5 frames; shift-consistent minus absolute ±1 over all dev: {gap:+d} trials):\n")
+        for c, s in sorted(own_offset, key=lambda cs: -abs(cs[1]["median_signed_frames"])):
+            ms = s["median_signed_frames"] * 1000.0 / c.fps
+            L.append(f"- `{c.name}` ({c.source}): median signed error {s['median_signed_frames']:+.2f} frames "
+                     f"({ms:+.0f} ms); ±1 {pct(s['within1'], s['n'])}, shift-consistent ±1 "
+                     f"{pct(s['consistent1'], s['n'])}.")
+        L.append("")
+    else:
+        L.append(f"No clip's median signed error is beyond ±1.5 frames, so no clip carries a whole-frame offset of "
+                 f"its own here (shift-consistent minus absolute ±1 over all dev: {gap:+d} trials, from scatter "
+                 "around smaller medians).\n")
+
+    L.append("### Reliability of the confidence (MKV)\n")
+    n_ans = sum(r.ok for r in mkv)
+    L.append(f"Answered MKV trials ({n_ans}) by the confidence `avsync.detect` reports (calibrated: the probability "
+             "that the answer is within ±1 frame); bins are [lo, hi), the last one closed. A calibrated confidence "
+             "has each bin's ±1 accuracy near its mean confidence.\n")
+    L.append("| confidence | trials | share of answers | mean confidence | ±1 frame (absolute) | shift-consistent ±1 |")
+    L.append("|---|---:|---:|---:|---:|---:|")
+    for b in bins:
+        L.append(f"| {b['lo']:g}–{b['hi']:g} | {b['n']} | {100 * b['share']:.1f}% | {fmt(b['mean_confidence'], '.2f')} "
+                 f"| {fmt(None if b['accuracy'] is None else 100 * b['accuracy'], '.1f')}{'%' if b['n'] else ''} "
+                 f"| {fmt(None if b['accuracy_consistent'] is None else 100 * b['accuracy_consistent'], '.1f')}"
+                 f"{'%' if b['n'] else ''} |")
+    L.append("")
+    nr = overall["reliable"]
+    rel_line = (f"**Marked reliable** (confidence ≥ {RELIABLE_CONFIDENCE:g}): {pct(nr, overall['n'])} of all MKV "
+                "trials (failures count as not reliable)")
+    if nr:
+        rel_line += (f"; of these, {pct(overall['reliable_within1'], nr)} right within ±1 frame and "
+                     f"{pct(overall['reliable_consistent1'], nr)} shift-consistent. Target: reliable answers right "
+                     f"≥ {100 * TARGET_RELIABLE_RIGHT:g}% of the time: "
+                     + _verdict(overall["reliable_within1"] / nr >= TARGET_RELIABLE_RIGHT - 1e-12,
+                                pct_pts(overall["reliable_within1"] / nr, TARGET_RELIABLE_RIGHT)) + ".")
+    else:
+        rel_line += (f"; none, so the target (reliable answers right ≥ {100 * TARGET_RELIABLE_RIGHT:g}% of the "
+                     "time) cannot be checked: **not met**.")
+    L.append(rel_line + "\n")
+
     L.append("### MP4/AAC pass\n")
     L.append(f"Same clips, k ∈ {{{', '.join(f'{k:+d}' for k in MP4_OFFSETS)}}}, trials written as MP4 with AAC "
              "(its priming delay described by the MP4 edit list). The answer must not move: "
@@ -724,17 +883,22 @@ def accuracy_section(clips: list[Clip], workdir: Path, m: dict, cmdline: str, qu
     L.append("")
 
     L.append("### Per clip (MKV)\n")
-    L.append("| clip | group | fps | trials | ±1 frame | MAE (ms) | median signed error (frames) | mean confidence | failures | note |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    L.append("| clip | source | fps | trials | ±1 frame | exact | shift-consistent ±1 | shift-consistent exact | "
+             "MAE (ms) | median signed error (frames) | mean confidence | marked reliable | failures | note |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for clip, fps, s in per_clip:
         notes = ["make_trial failed (see below)"] if clip.name in not_made else []
-        L.append(f"| `{clip.name}` | {'GRID' if clip.group == GRID_GROUP else 'wild'} | {fps:.4g} | {s['n']} | "
-                 f"{pct(s['within1'], s['n'])} | {fmt(s['mae_ms'])} | {fmt(s['median_signed_frames'], '+.2f')} | "
-                 f"{fmt(s['mean_conf'], '.2f')} | {s['failures']} | {'; '.join(notes)} |")
+        med = s["median_signed_frames"]
+        if med is not None and abs(med) > 1.5:
+            notes.append("own offset or bias (median beyond ±1.5 frames)")
+        L.append(f"| `{clip.name}` | {clip.source} | {fps:.4g} | {s['n']} | {_sc_cells(s)} | {fmt(s['mae_ms'])} | "
+                 f"{fmt(med, '+.2f')} | {fmt(s['mean_conf'], '.2f')} | {pct(s['reliable'], s['n'])} | "
+                 f"{s['failures']} | {'; '.join(notes)} |")
     L.append("")
     L.append("The truth of every trial is the protocol's k × 1000 / fps. A clip whose answers are off by about the "
-             "same amount at every k (median signed error far from 0, most ±1 misses on one side) points at an "
-             "offset already in the source clip or a bias of the method on it, not at the trials.\n")
+             "same amount at every k (median signed error far from 0, shift-consistent accuracy well above the "
+             "absolute one) points at an offset already in the source clip or a bias of the method on it, not at "
+             "the trials.\n")
     if trial_errors:
         L.append("### Trials that could not be made\n")
         for name, cont, k, why in trial_errors:
@@ -747,21 +911,40 @@ def accuracy_section(clips: list[Clip], workdir: Path, m: dict, cmdline: str, qu
             L.append(f"- `{r.clip}` {r.container} k={r.k:+d}: {r.error}")
         L.append("")
 
-    summary_rows = [
-        ("Accuracy within ±1 frame, dev MKV trials", "no target set (reported)",
-         pct(overall["within1"], overall["n"]), "—"),
-        ("Mean \\|MP4 − MKV\\| answer, dev k ∈ {−7, 0, +7}", f"≤ {TARGET_MP4_DIFF_MS:g} ms",
-         f"{fmt(mean_diff, '.2f')} ms",
-         _verdict(mean_diff is not None and mean_diff <= TARGET_MP4_DIFF_MS,
-                  f"missed by {mean_diff - TARGET_MP4_DIFF_MS:.1f} ms" if mean_diff is not None else "no pairs")),
+    where = f"dev MKV trial files, `{default}` (section 1)"
+    rows = [
+        (f"Clip level within ±1 frame, {where}", f"≥ {100 * TARGET_CLIP_PM1:g}%",
+         *_share_target(overall["within1"], overall["n"], TARGET_CLIP_PM1)),
+        (f"Clip level exact (±0.5 frame), {where}", f"≥ {100 * TARGET_CLIP_EXACT:g}%",
+         *_share_target(overall["exact"], overall["n"], TARGET_CLIP_EXACT)),
+        (f"Clip level shift-consistent ±1 frame, {where}", f"≥ {100 * TARGET_CLIP_CONSISTENT:g}%",
+         *_share_target(overall["consistent1"], overall["n"], TARGET_CLIP_CONSISTENT)),
     ]
-    raw = dict(seconds=seconds, overall=overall, groups=groups, mp4=mp4_sum, mp4_mean_diff_ms=mean_diff,
-               mp4_max_diff_ms=max_diff, mp4_pairs=len(diffs), skipped=skipped, skipped_mp4=skipped_mp4,
-               calibration=[dict(threshold=t, n_hi=nh, within1_hi=ah, n_lo=nl, within1_lo=al)
-                            for t, nh, ah, nl, al in calib],
-               per_clip={c.name: s for c, _, s in per_clip}, failures=[asdict(r) for r in failures],
+    rel_measured = f"share marked reliable {pct(nr, overall['n'])}"
+    if nr:
+        right, status = _share_target(overall["reliable_within1"], nr, TARGET_RELIABLE_RIGHT)
+        rows.append((f"Reliable answers right within ±1 frame, {where}", f"≥ {100 * TARGET_RELIABLE_RIGHT:g}%",
+                     f"{right} ({pct(overall['reliable_consistent1'], nr)} shift-consistent); {rel_measured}", status))
+    else:
+        rows.append((f"Reliable answers right within ±1 frame, {where}", f"≥ {100 * TARGET_RELIABLE_RIGHT:g}%",
+                     f"n/a; {rel_measured}", "**not met** (no answer marked reliable)"))
+    rows.append((f"GRID median signed error, {where}", f"within ±{TARGET_GRID_MEDIAN_FRAMES:g} frame",
+                 "n/a" if grid_median is None else f"{grid_median:+.2f} frame",
+                 "n/a (no GRID clip)" if grid_median is None else
+                 _verdict(grid_ok, f"{abs(grid_median) - TARGET_GRID_MEDIAN_FRAMES:.2f} frame too far")))
+    rows.append(("Mean \\|MP4 − MKV\\| answer, dev k ∈ {−7, 0, +7}", f"≤ {TARGET_MP4_DIFF_MS:g} ms",
+                 f"{fmt(mean_diff, '.2f')} ms",
+                 _verdict(mean_diff is not None and mean_diff <= TARGET_MP4_DIFF_MS,
+                          f"missed by {mean_diff - TARGET_MP4_DIFF_MS:.1f} ms" if mean_diff is not None else "no pairs")))
+    raw = dict(seconds=seconds, overall=overall, groups=groups, sources=by_source, mp4=mp4_sum,
+               mp4_mean_diff_ms=mean_diff, mp4_max_diff_ms=max_diff, mp4_pairs=len(diffs), skipped=skipped,
+               skipped_mp4=skipped_mp4, reliability=bins, reliable_threshold=RELIABLE_CONFIDENCE,
+               grid_median_signed_frames=grid_median,
+               own_offset={c.name: s["median_signed_frames"] for c, s in own_offset},
+               per_clip={c.name: dict(s, source=c.source) for c, _, s in per_clip},
+               failures=[asdict(r) for r in failures],
                trial_errors=trial_errors, trials_dir=str(trials_root(workdir)))
-    return dict(markdown="\n".join(L), summary=summary_rows, raw=raw)
+    return dict(markdown="\n".join(L), summary=rows, raw=raw)
 
 
 def _verdict(met: bool, miss: str) -> str:
@@ -955,33 +1138,35 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
              f"PyAV {m['pyav']}. Load average (1/5/15 min) at the start: "
              f"{' / '.join(f'{x:.2f}' for x in m['load_start'])} (other work on the machine slows the speed figures).")
     L.append(f"- **Code:** avsync {m['avsync']}, commit {m['commit']}.")
-    L.append("- **Data:** `../shared/data` (`manifest.tsv`); all figures use the `dev` split, which is never "
-             "trained or tuned on. Protocol: `../shared/docs/benchmark-protocol.md`. Generated trials and long "
-             f"inputs live outside the repository, in `$WORKDIR` = `--workdir` (`{workdir}` for this run).\n")
+    L.append("- **Data:** `../shared/data` (`manifest.tsv`); all accuracy, speed and memory figures use the `dev` "
+             "split, which is never trained or tuned on; section 6 (face found) also reads `train`, `unverified` "
+             "and `mouth_only` clips, for face finding only. Protocol: `../shared/docs/benchmark-protocol.md`. "
+             "Generated trials and long inputs live outside the repository, in `$WORKDIR` = `--workdir` "
+             f"(`{workdir}` for this run).\n")
 
     L.append("## Targets\n")
     L.append("| figure | target | measured | status |")
     L.append("|---|---|---|---|")
-    for name in ("accuracy", "protocols", "models", "speed", "rss"):
+    for name in ("accuracy", "protocols", "faces", "models", "speed", "rss"):
         s = sections.get(name)
         if s is None:
             continue
         for row in s["summary"]:
             L.append("| " + " | ".join(row) + " |")
-    skipped = [n for n in ("accuracy", "speed", "rss", "protocols") if sections.get(n) is None]
+    skipped = [n for n in ("accuracy", "speed", "rss", "protocols", "models", "faces") if sections.get(n) is None]
     L.append("")
     if skipped:
         L.append(f"Sections skipped in this run: {', '.join(skipped)} (see the flags in the command above).\n")
-    for name in ("accuracy", "speed", "rss", "protocols", "models"):
+    for name in ("accuracy", "speed", "rss", "protocols", "models", "faces"):
         s = sections.get(name)
         if s is not None:
             L.append(s["markdown"])
     L.append("## Reproduce\n")
     L.append("```bash\npip install -e \".[dev]\"            # imageio-ffmpeg provides the ffmpeg binary timed above\n"
-             "python benchmarks/run_benchmarks.py  # --quick for a smoke run; --skip-accuracy/--skip-speed/--skip-rss/--skip-protocols/--skip-models; "
-             "--workdir DIR\n```\n")
-    L.append("Per-trial results of the last run are written to `$WORKDIR/accuracy-trials.tsv`, and all raw figures "
-             "to `$WORKDIR/results.json`.")
+             "python benchmarks/run_benchmarks.py  # --quick for a smoke run; --skip-accuracy/--skip-speed/--skip-rss/--skip-protocols/--skip-models/--skip-faces; "
+             "--models A,B; --workdir DIR\n```\n")
+    L.append("Per-trial results of the last run are written to `$WORKDIR/accuracy-trials.tsv`, per-clip face "
+             "results to `$WORKDIR/faces.tsv`, and all raw figures to `$WORKDIR/results.json`.")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(L).rstrip() + "\n")
 
@@ -1007,6 +1192,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-rss", action="store_true", help="leave out section 3")
     p.add_argument("--skip-protocols", action="store_true", help="leave out section 4 (avsync eval protocols)")
     p.add_argument("--skip-models", action="store_true", help="leave out section 5 (learned models side by side)")
+    p.add_argument("--skip-faces", action="store_true", help="leave out section 6 (face-found rate per source)")
+    p.add_argument("--models", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=None,
+                   metavar="A,B", help="sections 4 and 5: only these models (default: every available model)")
     p.add_argument("--reuse-evals", action="store_true",
                    help="section 4: reuse a trained model's eval report when its weights' sha256 is unchanged")
     p.add_argument("--rebuild", action="store_true", help="delete the cached trials and long inputs first")
@@ -1045,11 +1233,16 @@ def main(argv=None) -> int:
         from protocols_section import protocols_section
 
         sections["protocols"] = protocols_section(args.data, workdir, m["date"], machine_line(m), cmdline, args.quick,
-                                                  reuse=args.reuse_evals)
+                                                  reuse=args.reuse_evals, models=args.models)
         if not args.skip_models:
             from models_section import models_section
 
-            sections["models"] = models_section(args.data, workdir, m["date"], machine_line(m), cmdline, args.quick)
+            sections["models"] = models_section(args.data, workdir, m["date"], machine_line(m), cmdline, args.quick,
+                                                models=args.models)
+    if not args.skip_faces:
+        from faces_section import faces_section
+
+        sections["faces"] = faces_section(args.data, workdir, m["date"], machine_line(m), cmdline, args.quick)
     if not args.skip_rss:
         # The long input always cycles through every dev clip, even with --quick (it is just shorter then).
         sections["rss"] = rss_section(dev_clips(args.data), args.data, workdir, m, cmdline, args.quick)

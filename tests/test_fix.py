@@ -233,3 +233,15 @@ def test_cli_fix_detects_then_corrects(cli, fixed, detect_cached, tmp_path):
     untouched = detect_cached(grid_clip("lwbsza"))
     after = detect_cached(dst)
     assert abs(after.offset_ms - untouched.offset_ms) <= 1.5 * FRAME_25_MS
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_output_follows_the_umask(work_copy, umask):
+    """mkstemp makes 0600 files; the renamed output must get what a new file gets under the user's umask."""
+    old = os.umask(umask)
+    try:
+        dst = work_copy.with_name(f"out-{umask:o}.mp4")
+        avsync.correct(work_copy, dst, offset_ms=40.0)
+    finally:
+        os.umask(old)
+    assert (dst.stat().st_mode & 0o777) == 0o666 & ~umask

@@ -15,7 +15,7 @@ from avsync.models.checkpoint import estimator_from_file, read_checkpoint, save_
 from avsync.models.registry import registry
 from avsync.sync.offset import lag_grid
 from avsync.train.cache import ClipRecord, manifest_clips
-from avsync.train.loop import TRAIN_DEFAULTS, Batcher, Clip, Objective, Sampler, calibrate_scale, load_config, shift_arrays
+from avsync.train.loop import TRAIN_DEFAULTS, Batcher, Clip, Objective, Sampler, load_config, shift_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -73,14 +73,15 @@ def test_every_paper_config_builds():
 def test_checkpoint_round_trip(tmp_path, real_clip):
     cfg, model, _ = _model_and_batch(ROOT / "configs" / "landmark-small.toml", real_clip)
     meta = {"name": "rt", "description": "round trip", "model": cfg["model"], "training": {"speakers": ["grid_s1"],
-            "clips_sha256": [real_clip.rec.sha256]}, "metrics": {"val_acc_pm1": 0.5}, "confidence_scale": 2.0}
+            "clips_sha256": [real_clip.rec.sha256]}, "metrics": {"val_acc_pm1": 0.5},
+            "calibration": {"coef": [1.0, 0.5, 0.2], "intercept": -2.0}}
     path = tmp_path / "rt.pt"
     digest = save_checkpoint(path, model.eval(), meta)
     assert digest == sha256_file(path)
     obj = read_checkpoint(path)  # weights_only=True
     assert obj["format"] == "avsync-model/1" and obj["metrics"] == {"val_acc_pm1": 0.5}
     est = estimator_from_file(path)
-    assert est.name == "rt" and est.confidence_scale == 2.0 and est.training_summary["speakers"] == ["grid_s1"]
+    assert est.name == "rt" and est.calibration.coef == (1.0, 0.5, 0.2) and est.training_summary["speakers"] == ["grid_s1"]
     for k, v in model.state_dict().items():
         w = est.model.state_dict()[k]
         assert torch.equal(w, v.half().float() if v.is_floating_point() else v), k
@@ -134,7 +135,9 @@ def test_tiny_training_run_lowers_the_loss_and_resumes(tmp_path):
     assert len(t["clips_sha256"]) == t["clips"] and obj["metrics"]["val_trials"] > 0
     # the held-out clip of the training speaker calibrates the confidence but is never trained on
     assert len(t["holdout_clips_sha256"]) == 1 and not set(t["holdout_clips_sha256"]) & set(t["clips_sha256"])
-    assert obj["metrics"]["holdout_trials"] > 0 and obj["confidence_scale"] == obj["metrics"]["confidence_scale"]
+    assert obj["metrics"]["holdout_trials"] > 0 and 0 <= obj["metrics"]["val_acc_consistent"] <= 1
+    # confidence: calibrated on the held-out readings, unless they were too few or all alike (then said why)
+    assert ("calibration" in obj) != ("calibration_error" in obj["metrics"])
     assert obj["model"] == cfg["model"] and obj["train"]["seed"] == 0 and obj["code_version"]
 
 
@@ -171,14 +174,67 @@ def test_sync_classifier_shape():
     assert c(torch.randn(2, 10, 10)).shape == (2, 7)
 
 
-def test_calibrate_scale():
-    prom = np.array([0.01, 0.02, 0.03, 0.2, 0.3, 0.4])
-    ok = np.array([False, False, False, True, True, True])
-    s = calibrate_scale(prom, ok)
-    assert 0.8 / 0.03 - 1e-6 <= s <= 0.8 / 0.02 + 1e-6  # threshold above 90% of the wrong ones
-    assert calibrate_scale(prom[:2], ok[:2]) == pytest.approx(0.8 / np.percentile(prom[:2], 90))  # few, all wrong
-    assert calibrate_scale(prom[3:], ok[3:]) == pytest.approx(0.8 / np.percentile(prom[3:], 10))  # none wrong
-    assert calibrate_scale(np.array([]), np.array([], bool)) == 1.0
+def test_speaker_balanced_sampling_weights():
+    from avsync.train.loop import speaker_balanced_weights
+
+    speakers = ["grid_s1"] * 10 + ["a", "b", "b"]
+    lengths = [75] * 10 + [100, 30, 90]
+    p = speaker_balanced_weights(speakers, lengths, {})
+    assert p.sum() == pytest.approx(1.0)
+    assert p[:10].sum() == pytest.approx(1 / 3) and p[10] == pytest.approx(1 / 3)  # each speaker a third
+    assert p[12] == pytest.approx(3 * p[11])  # within a speaker, by length
+    p = speaker_balanced_weights(speakers, lengths, {"grid_s1": 2.0})
+    assert p[:10].sum() == pytest.approx(0.5)
+
+
+def test_soft_target_and_window_loss():
+    from avsync.train.loop import soft_target
+
+    cand = np.arange(-8, 9)
+    t = soft_target(cand, 1.0)
+    assert float(t.sum()) == pytest.approx(1.0) and int(t.argmax()) == 8 and torch.allclose(t, t.flip(0))
+    m = nets.TwoStream(visual="landmark", dim=8, width=8, audio_width=4)
+    b, n = 2, 7
+    right = torch.full((b, n, len(cand)), -0.5)
+    right[:, :, 8] = 1.0  # every frame's best candidate is the true lag
+    wrong = right.roll(4, dims=2)  # the best candidate is one frame off
+    valid = torch.ones(b, n)
+    for window in (0, 5):
+        assert m.loss(right, t, valid, window=window) < m.loss(wrong, t, valid, window=window)
+    # the window term adds a loss of the same kind over 5-frame means
+    assert m.loss(wrong, t, valid, window=5) > m.loss(wrong, t, valid, window=0)
+    # frames marked invalid do not count
+    valid[:, :3] = 0
+    mixed = right.clone()
+    mixed[:, :3] = wrong[:, :3]
+    assert m.loss(mixed, t, valid) == pytest.approx(float(m.loss(right, t, valid)), rel=1e-5)
+
+
+def test_quarter_frame_batches_with_strong_augmentation(real_clip):
+    cfg = load_config(ROOT / "configs" / "pm-small.toml")
+    mcfg = dict(cfg["model"])
+    model = nets.build_model(mcfg)
+    tcfg = {**TRAIN_DEFAULTS, **cfg["train"], "batch": 3, "candidates": "quarter", "augment": "strong", "window_loss": 5}
+    batch = Batcher("twostream", model.visual_kind, tcfg, mcfg, Sampler([real_clip], 0.0, seed=0), seed=0)(torch.device("cpu"))
+    k = tcfg["max_lag"]
+    assert batch["index"].shape == (3, tcfg["frames"], 8 * k + 1)
+    assert batch["target"].shape == (8 * k + 1,) and float(batch["target"].sum()) == pytest.approx(1.0)
+    assert torch.isfinite(batch["vis"]).all() and 0 <= float(batch["vis"].min()) and float(batch["vis"].max()) <= 255
+    assert torch.isfinite(batch["audio"]).all()
+    loss = Objective(model, window=5)(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_degrade_shrinks_and_compresses_some_crops(real_clip):
+    from avsync.train.augment import degrade
+
+    crops = np.stack([real_clip.arr["crops"][10:15]] * 8)
+    out = degrade(crops, np.random.default_rng(0), p=0.5)
+    assert out.shape == crops.shape and out.dtype == np.uint8
+    changed = [not np.array_equal(a, b) for a, b in zip(out, crops)]
+    assert 0 < sum(changed) < 8
+    assert np.array_equal(degrade(crops, np.random.default_rng(0), p=0.0), crops)
 
 
 def test_shift_arrays_trims_like_the_protocol(real_clip):
@@ -285,12 +341,16 @@ def test_fusion_standardises_and_falls_back():
     z = standardise(a)
     assert abs(np.nanmean(z)) < 1e-12 and abs(np.nanstd(z) - 1) < 1e-12
     b = np.array([[10.0, 10.0, 10.0, 10.0, 30.0]])  # disagrees: peak at the last lag
-    f = fuse(a, b, 0.5)
+    f = fuse([a, b], [0.5, 0.5])
     assert f.shape == a.shape and np.isfinite(f).all()
     nan = np.full_like(a, np.nan)
-    np.testing.assert_allclose(fuse(a, nan, 0.5), standardise(a))  # one missing: the other alone
-    np.testing.assert_allclose(fuse(nan, b, 0.5), standardise(b))
-    assert np.argmax(fuse(a, standardise(a) * 3, 0.5)) == 2
+    np.testing.assert_allclose(fuse([a, nan], [0.5, 0.5]), standardise(a))  # one missing: the other alone
+    np.testing.assert_allclose(fuse([nan, b], [0.5, 0.5]), standardise(b))
+    assert np.isnan(fuse([nan, nan], [0.5, 0.5])).all()
+    assert np.argmax(fuse([a, standardise(a) * 3], [0.5, 0.5])) == 2
+    # weights: the heavier member decides where the two disagree; three members work the same way
+    assert np.argmax(fuse([a, b], [0.9, 0.1])) == 2 and np.argmax(fuse([a, b], [0.1, 0.9])) == 4
+    assert np.argmax(fuse([a, b, b], [0.4, 0.3, 0.3])) == 4
 
 
 def test_cli_models_and_train_errors(tmp_path):
@@ -300,8 +360,8 @@ def test_cli_models_and_train_errors(tmp_path):
     r = run("models", "--json")
     assert r.returncode == 0
     listed = _json.loads(r.stdout)
-    assert "modelfree" in listed["models"] and listed["default"] in listed["models"] or listed["default"].endswith(
-        "+modelfree")
+    assert "modelfree" in listed["models"] and (listed["default"] in listed["models"] or listed["default"] in listed["fusions"])
+    assert all(m in listed["models"] for f in listed["fusions"].values() for m in f["members"])
     r = run("train", str(tmp_path / "missing.toml"))
     assert r.returncode == 2 and r.stderr.strip().startswith("avsync: no such config")
     bad = tmp_path / "bad.toml"
@@ -310,3 +370,39 @@ def test_cli_models_and_train_errors(tmp_path):
     assert r.returncode == 2 and "missing 'model'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run("detect", str(tmp_path / "x.mp4"), "--model", str(bad))
     assert r.returncode == 12 and r.stderr.startswith("avsync: unknown model")
+
+
+def test_source_offsets_need_agreeing_trials():
+    """A clip whose trials agree on a shift of a frame or more is re-aligned; a noisy one or an in-sync one is not."""
+    from types import SimpleNamespace
+
+    from avsync.train.align import source_offsets
+    from avsync.train.calibrate import Readings
+
+    def clip(i):
+        return SimpleNamespace(arr={"fps": np.float64(25.0)},
+                               rec=SimpleNamespace(sha256=f"h{i}", path=f"/x/c{i}.mp4", speaker=f"s{i}"))
+
+    k = np.array([-8, -3, 0, 3, 8])
+    errors = np.concatenate([
+        np.full(5, 2.0) + [0.1, -0.2, 0.0, 0.3, -0.1],  # agrees on +2 frames: re-aligned by +80 ms
+        np.array([2.0, -6.0, 5.0, 1.5, -3.0]),  # no agreement: left alone
+        np.array([0.2, -0.3, 0.0, 0.1, 0.4]),  # in sync: left alone
+    ])
+    r = Readings(np.repeat([0, 1, 2], 5), np.tile(k, 3), np.full(15, 3.0), np.ones(15, bool), errors,
+                 np.zeros((15, 3)), ["s0", "s1", "s2"])
+    got = source_offsets(r, [clip(0), clip(1), clip(2)])
+    assert list(got) == ["h0"]
+    assert got["h0"]["offset_frames"] == pytest.approx(2.0) and got["h0"]["offset_ms"] == pytest.approx(80.0)
+
+
+def test_source_offsets_realign_the_audio(real_clip, tmp_path):
+    """load_bank moves a clip's audio clock by its source offset: +40 ms (audio late) reads 40 ms earlier."""
+    from avsync.train.cache import build_cache
+    from avsync.train.loop import load_bank
+
+    rec = real_clip.rec
+    build_cache([rec], tmp_path)
+    plain = load_bank([rec], tmp_path)[0]
+    moved = load_bank([rec], tmp_path, {rec.sha256: 40.0})[0]
+    assert float(moved.arr["audio_t0"]) == pytest.approx(float(plain.arr["audio_t0"]) - 0.040)

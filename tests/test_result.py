@@ -34,7 +34,7 @@ def test_sentence_audio_late():
     s = make_result(120.0).sentence()
     assert s.startswith("audio is 120 ms late (3.0 frames at 25 fps)")
     assert "out of sync" in s and "±40 ms" in s
-    assert "confidence 2.5" in s
+    assert "confidence 2.50" in s
     assert "early" not in s
 
 
@@ -53,9 +53,10 @@ def test_sentence_zero_offset_says_line_up_and_in_sync():
 
 
 def test_sentence_ntsc_rate_and_low_confidence_note():
-    s = make_result(100.1, fps=29.97, reliable=False, confidence=0.3).sentence()
+    s = make_result(100.1, fps=29.97, reliable=False, confidence=0.3,
+                    caution="only 1.2 s of speech with a visible face").sentence()
     assert "3.0 frames at 29.97 fps" in s
-    assert "low confidence" in s
+    assert "low confidence (only 1.2 s of speech with a visible face): treat with caution" in s
     assert "low confidence" not in make_result(100.1, fps=29.97).sentence()
 
 

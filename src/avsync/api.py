@@ -21,24 +21,30 @@ from avsync.audio.features import E2E_MEL
 from avsync.errors import ModelError, NoFaceError, NoSpeechError, TooShortError, UsageError
 from avsync.extract import Extraction, ProgressHook, extract
 from avsync.result import FaceInfo, SyncResult, WindowEstimate
-from avsync.sync.offset import lag_grid, read_curve
+from avsync.sync.confidence import curve_features, evidence_seconds
+from avsync.sync.offset import lag_grid, read_curve, rival_index
 from avsync.sync.speech import speech_mask
 
-#: Confidence below which an answer is flagged as unreliable. On the train
-#: split, model-free answers at or above it were within ±1 frame 95% of the
-#: time, and those below it 60%.
-RELIABLE_CONFIDENCE = 0.8
+#: Confidence at or above which an answer is marked reliable. A calibrated
+#: estimator's confidence is the probability, fitted on held-out speakers of
+#: the train split (``train.calibrate``), that its answer is within ±1 frame.
+RELIABLE_CONFIDENCE = 0.9
 
 #: A rival peak must be this many frames from the best lag to count against it.
 RIVAL_EXCLUSION_FRAMES = 2.0
+
+#: Below this much speech with a visible face (s), a weak answer is put down to too little evidence.
+LITTLE_EVIDENCE_S = 2.0
+
+#: A rival within this many curve deviations of the peak is named as the reason for a weak answer.
+CLOSE_RIVAL_Z = 0.5
 
 
 def available_models() -> list[str]:
     """Names ``load_model`` accepts (besides a path to a checkpoint file)."""
     from avsync.models.registry import fusions, registry
-    from avsync.sync.fusion import SUFFIX
 
-    return ["modelfree", *sorted(registry()), *sorted(n + SUFFIX for n in fusions())]
+    return ["modelfree", *sorted(registry()), *sorted(fusions())]
 
 
 def default_model() -> str:
@@ -61,18 +67,16 @@ def load_model(name: str | None = None):
     if name == "modelfree":
         from avsync.sync.modelfree import ModelFreeEstimator
 
-        return ModelFreeEstimator()
+        return _calibrated(ModelFreeEstimator(), name)
     if not _known(name):
         raise ModelError(f"unknown model {name!r}; available: {', '.join(available_models())} or a .pt checkpoint")
-    from avsync.sync.fusion import SUFFIX
+    from avsync.models.registry import fusions
 
-    if name.endswith(SUFFIX):
-        from avsync.models.registry import fusions
+    if name in fusions():
         from avsync.sync.fusion import FusedEstimator
-        from avsync.sync.modelfree import ModelFreeEstimator
 
-        base = name[: -len(SUFFIX)]
-        return FusedEstimator(load_model(base), ModelFreeEstimator(), **fusions()[base])
+        spec = fusions()[name]
+        return _calibrated(FusedEstimator([load_model(m) for m in spec["members"]], spec["weights"]), name)
     from avsync.models.checkpoint import estimator_from_file, registered_path
     from avsync.models.registry import registry
     from avsync.util import sha256_file
@@ -84,6 +88,16 @@ def load_model(name: str | None = None):
         est = estimator_from_file(registered_path(name))
         est.sha256 = registry()[name]["sha256"]
     return est
+
+
+def _calibrated(estimator, name: str):
+    """Attach the registry's confidence calibration of the model-free method or a fusion, if fitted."""
+    from avsync.models.registry import calibration
+    from avsync.sync.confidence import Calibration
+
+    cal = calibration(name)
+    estimator.calibration = Calibration.from_dict(cal) if cal else None
+    return estimator
 
 
 @dataclass(frozen=True)
@@ -170,7 +184,8 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     readings = []
     for f in faces:  # only the curves are kept: a long file can hold hundreds of faces
         curve = estimator.file_curve(estimator.prepare(ext, f["index"]), lags, fps)
-        readings.append((f, curve, _read(lags, curve, fps, estimator)))
+        evidence = evidence_seconds(f["found"], ext.times, speech, ext.audio_t0, E2E_MEL.fps)
+        readings.append((f, curve, _read(lags, curve, fps, estimator, evidence)))
     # The active face is the one whose lips agree best with the voice.
     best = max(readings, key=lambda r: (r[2].confidence, np.nan_to_num(r[2].peak, nan=-np.inf)))
     f, curve, reading = best
@@ -193,18 +208,22 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     ]
     windows = None
     if opts.window_frames:
-        windows = _windows(ext, estimator, estimator.prepare(ext, f["index"]), lags, opts.window_frames, fps)
+        windows = _windows(ext, estimator, estimator.prepare(ext, f["index"]), lags, opts.window_frames, fps,
+                           f["found"], speech)
+    confidence = round(reading.confidence, 2)
     return SyncResult(
         path=ext.info.path,
         offset_ms=round(offset_ms, 1),
         offset_frames=round(offset_ms / frame_ms(fps), 2),
         fps=round(fps, 3),
         duration_s=round(duration, 3),
-        confidence=round(reading.confidence, 2),
+        confidence=confidence,
         in_sync=bool(round(abs(offset_ms)) <= tol_ms + 1e-6),  # as displayed (whole ms)
         tolerance_ms=round(tol_ms, 1),
         tolerance_frames=opts.tolerance_frames,
-        reliable=reading.confidence >= RELIABLE_CONFIDENCE,
+        reliable=confidence >= RELIABLE_CONFIDENCE,  # as displayed
+        evidence_s=round(reading.evidence_s, 2),
+        caution=reading.caution if confidence < RELIABLE_CONFIDENCE else None,
         method=estimator.description,
         model=estimator.name,
         search_ms=round(max_s * 1000.0, 1),
@@ -214,16 +233,55 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     )
 
 
-def _read(lags, curve, fps, estimator):
-    return read_curve(lags, curve, RIVAL_EXCLUSION_FRAMES / fps, estimator.confidence_scale)
+@dataclass(frozen=True)
+class Reading:
+    """One curve read: the best lag (s), its confidence, the peak score, and why confidence is low."""
+
+    lag_s: float
+    confidence: float
+    peak: float
+    evidence_s: float
+    caution: str | None
 
 
-def _windows(ext, estimator, prep, lags, n, fps) -> list[WindowEstimate]:
+def _read(lags, curve, fps, estimator, evidence_s: float) -> Reading:
+    """The offset and confidence of a curve: calibrated probability where the estimator has a
+    calibration (``sync.confidence``), else its scaled prominence (checkpoints from before calibrations)."""
+    excl = RIVAL_EXCLUSION_FRAMES / fps
+    r = read_curve(lags, curve, excl)
+    cal = getattr(estimator, "calibration", None)
+    if cal is not None:
+        conf = cal.probability(curve_features(lags, curve, r.index, excl, evidence_s))
+    else:
+        conf = r.confidence * getattr(estimator, "confidence_scale", 1.0)
+    caution = None
+    if np.isfinite(r.peak) and conf < RELIABLE_CONFIDENCE:
+        caution = low_confidence_reason(lags, curve, r.index, excl, evidence_s)
+    return Reading(r.lag_s, float(conf), r.peak, evidence_s, caution)
+
+
+def low_confidence_reason(lags, curve, best: int, exclude_s: float, evidence_s: float) -> str:
+    """What made a reading weak, in words: too little speech with a face, a rival offset, or weak agreement."""
+    if evidence_s < LITTLE_EVIDENCE_S:
+        return f"only {evidence_s:.1f} s of speech with a visible face"
+    j = rival_index(lags, curve, best, exclude_s)
+    s = np.asarray(curve, dtype=np.float64)
+    ok = np.isfinite(s)
+    if j >= 0 and ok.sum() > 2:
+        spread = float(s[ok].std()) or 1.0
+        if (s[best] - s[j]) / spread < CLOSE_RIVAL_Z:
+            word = "late" if lags[j] > 0 else "early"
+            return f"audio {abs(lags[j]) * 1000:.0f} ms {word} scores almost as well"
+    return "the lips and the voice agree only weakly"
+
+
+def _windows(ext, estimator, prep, lags, n, fps, found, speech) -> list[WindowEstimate]:
     starts = np.arange(0, max(1, ext.n_frames - n + 1), n)
     per = estimator.scores(prep, lags, starts, n)
     out = []
     for s, row in zip(starts, per):
-        r = _read(lags, row, fps, estimator)
+        ev = evidence_seconds(found[s : s + n], ext.times[s : s + n], speech, ext.audio_t0, E2E_MEL.fps)
+        r = _read(lags, row, fps, estimator, ev)
         ok = np.isfinite(r.peak)
         end = min(s + n, ext.n_frames) - 1
         out.append(

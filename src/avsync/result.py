@@ -44,6 +44,10 @@ class SyncResult:
     method: str
     model: str
     search_ms: float
+    #: Seconds of speech with the active face visible: the evidence the answer rests on.
+    evidence_s: float = 0.0
+    #: Why the confidence is low, in words (None when the answer is reliable).
+    caution: str | None = None
     faces: list[FaceInfo] = field(default_factory=list)
     windows: list[WindowEstimate] | None = None
     curve: dict | None = None
@@ -69,9 +73,9 @@ class SyncResult:
             where = f"audio is {ms} ms {word} ({frames:.1f} frames at {fps} fps)"
         verdict = "in sync" if self.in_sync else "out of sync"
         tol = f"±{self.tolerance_ms:.0f} ms"
-        text = f"{where}; confidence {self.confidence:.1f} -> {verdict} (tolerance {tol})"
+        text = f"{where}; confidence {self.confidence:.2f} -> {verdict} (tolerance {tol})"
         if not self.reliable:
-            text += "; low confidence: little clear lip movement with speech, treat with caution"
+            text += f"; low confidence ({self.caution or 'weak evidence'}): treat with caution"
         return text
 
     def to_dict(self) -> dict:

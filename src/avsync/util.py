@@ -31,11 +31,19 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; a new file follows the user's umask
         os.replace(tmp, dst)
     except OSError as exc:
         raise OutputError(f"could not write {dst}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def new_file_mode() -> int:
+    """The mode a newly created file gets under the process's umask (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def sha256_file(path: str | os.PathLike) -> str:

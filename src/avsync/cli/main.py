@@ -127,7 +127,7 @@ def detect(
         if result.windows:
             for w in result.windows:
                 off = "   n/a" if w.offset_ms is None else f"{w.offset_ms:+7.0f} ms"
-                out.print(f"  {w.start_s:8.2f}-{w.end_s:8.2f} s  {off}  confidence {w.confidence:.1f}", markup=False)
+                out.print(f"  {w.start_s:8.2f}-{w.end_s:8.2f} s  {off}  confidence {w.confidence:.2f}", markup=False)
     if check and not result.in_sync:
         raise typer.Exit(1)
 
@@ -244,12 +244,13 @@ def eval_cmd(
 def models(json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON.")):
     """List the estimators avsync can use: the model-free method and the shipped trained models."""
     import avsync
-    from avsync.models.registry import registry
+    from avsync.models.registry import fusions, registry
 
     reg = registry()
     default = avsync.api.default_model()
     if json_out:
-        sys.stdout.write(json.dumps({"default": default, "models": {"modelfree": {"family": "model-free"}, **reg}}) + "\n")
+        sys.stdout.write(json.dumps({"default": default, "models": {"modelfree": {"family": "model-free"}, **reg},
+                                     "fusions": fusions()}) + "\n")
         return
     from rich.table import Table
 
@@ -258,9 +259,8 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print the regist
     for name, e in sorted(reg.items()):
         table.add_row("*" if name == default else "", name, e["family"], e.get("visual", ""), f"{e.get('params') or 0:,}",
                       f"{e.get('size_bytes', 0) / 1e6:.1f} MB", e["sha256"][:12])
-    for name in avsync.available_models():
-        if name.endswith("+modelfree"):
-            table.add_row("*" if name == default else "", name, "fusion", "", "", "", "")
+    for name in sorted(fusions()):
+        table.add_row("*" if name == default else "", name, "fusion", "", "", "", "")
     out.print(table)
     for name, e in sorted(reg.items()):
         out.print(f"{name}: {e.get('description', '')}", markup=False)
@@ -290,7 +290,7 @@ def train(
         except (ValueError, OSError) as exc:
             raise UsageError(f"bad config {config}: {exc}") from None
         return run_training(cfg, out_dir or Path("runs") / cfg["name"], data_dir=data, resume=resume,
-                            progress=not quiet and err.is_terminal, steps=steps)
+                            progress=not quiet, steps=steps)  # a bar on a terminal, else a line per save
 
     path = _run(work)
     out.print(f"checkpoint: {path}", markup=False)

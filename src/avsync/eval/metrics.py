@@ -41,6 +41,40 @@ def clip_summary(errors_frames: np.ndarray, fps: np.ndarray, failures: int) -> d
     }
 
 
+def shift_consistent(errors_frames, clip_ids, tol: float = CLIP_PM1) -> np.ndarray:
+    """Per trial: within ``tol`` frames of its clip's own offset, the median signed error over the
+    clip's trials (the benchmark protocol's shift-consistent accuracy). A constant guess fails it."""
+    e = np.asarray(errors_frames, dtype=np.float64)
+    ids = np.asarray(clip_ids)
+    out = np.zeros(len(e), bool)
+    for c in np.unique(ids):
+        sel = ids == c
+        out[sel] = np.abs(e[sel] - np.median(e[sel])) <= tol + 1e-9
+    return out
+
+
+def reliability(errors_frames, confidence, reliable, consistent, n_all: int) -> dict:
+    """How far the confidence can be trusted: the share of trials marked reliable (of ``n_all``, failures
+    included), how many of those are right (absolute and shift-consistent), and a table of accuracy per
+    confidence bin."""
+    from avsync.sync.confidence import reliability_table
+
+    e = np.asarray(errors_frames, dtype=np.float64)
+    rel = np.asarray(reliable, bool)
+    right = np.abs(e) <= CLIP_PM1
+    cons = np.asarray(consistent, bool)
+    return {
+        "reliable_share": float(rel.sum() / n_all) if n_all else None,
+        "reliable_n": int(rel.sum()),
+        "reliable_acc_pm1": float(right[rel].mean()) if rel.any() else None,
+        "reliable_acc_consistent": float(cons[rel].mean()) if rel.any() else None,
+        "unreliable_acc_pm1": float(right[~rel].mean()) if (~rel).any() else None,
+        "bins": [{**b, "accuracy_consistent": c["accuracy"]} for b, c in
+                 zip(reliability_table(np.asarray(confidence, float), right),
+                     reliability_table(np.asarray(confidence, float), cons))],
+    }
+
+
 def context_windows(per5: np.ndarray, n_context: int, sub: int = 5) -> np.ndarray:
     """Average 5-frame sub-window score rows into non-overlapping N-frame windows.
 

@@ -24,11 +24,21 @@ def print_report(rep: dict, console: Console) -> None:
         if name in P:
             c = P[name]
             t = Table(title=f"{name}-level ({'±20/±25' if name.endswith('extended') else 'standard offsets'})")
-            for col in ("trials", "failures", "±1 frame", "exact", "MAE ms"):
+            for col in ("trials", "failures", "±1 frame", "exact", "shift-consistent ±1", "MAE ms"):
                 t.add_column(col, justify="right")
             t.add_row(str(c["n"]), str(c["failures"]), _pct(c["acc_pm1"]), _pct(c["acc_exact"]),
-                      "n/a" if c["mae_ms"] is None else f"{c['mae_ms']:.0f}")
+                      _pct(c.get("acc_consistent")), "n/a" if c["mae_ms"] is None else f"{c['mae_ms']:.0f}")
             console.print(t)
+            rel = c.get("reliability")
+            if rel:
+                t = Table(title=f"{name}: confidence — {_pct(rel['reliable_share'])} of trials marked reliable, "
+                                f"{_pct(rel['reliable_acc_pm1'])} of those within ±1 frame "
+                                f"({_pct(rel['reliable_acc_consistent'])} shift-consistent)")
+                for col in ("confidence", "trials", "share", "±1 frame"):
+                    t.add_column(col, justify="right")
+                for b in rel["bins"]:
+                    t.add_row(f"{b['lo']:.2f}–{b['hi']:.2f}", str(b["n"]), _pct(b["share"]), _pct(b["accuracy"]))
+                console.print(t)
             if c.get("per_offset"):
                 t = Table(title=f"{name}: error by true offset")
                 for col in ("offset (frames)", "n", "±1 frame", "mean error", "mean |error|"):

@@ -136,6 +136,9 @@ class _Acc:
     clip_truth: list = field(default_factory=list)
     clip_fps: list = field(default_factory=list)
     clip_fail: int = 0
+    clip_conf: list = field(default_factory=list)  # confidence of each answered trial
+    clip_reliable: list = field(default_factory=list)
+    clip_id: list = field(default_factory=list)  # which clip each answered trial came from
     ext_err: list = field(default_factory=list)
     ext_truth: list = field(default_factory=list)
     ext_fps: list = field(default_factory=list)
@@ -153,8 +156,8 @@ def _face_index(ext, result) -> int:
     return next(i for i, t in enumerate(ext.tracks) if t.track_id == active)
 
 
-def _clip_protocol(ext, est, opts: EvalOptions, acc: _Acc, rec: dict) -> None:
-    errs = []
+def _clip_protocol(ext, est, opts: EvalOptions, acc: _Acc, rec: dict, clip_no: int) -> None:
+    errs, confs, rel = [], [], []
     for k in opts.offsets:
         if abs(k) * 3 >= ext.n_frames:
             continue
@@ -162,14 +165,17 @@ def _clip_protocol(ext, est, opts: EvalOptions, acc: _Acc, rec: dict) -> None:
             r = estimate(shift_extraction(ext, k), est, DetectOptions())
             e = r.offset_frames - k
             acc.clip_err.append(e), acc.clip_truth.append(k), acc.clip_fps.append(r.fps)
-            errs.append(e)
+            acc.clip_conf.append(r.confidence), acc.clip_reliable.append(r.reliable), acc.clip_id.append(clip_no)
+            errs.append(e), confs.append(r.confidence), rel.append(r.reliable)
         except AvsyncError:
             acc.clip_fail += 1
             rec["failures"] += 1
     if errs:
         e = np.asarray(errs)
         rec.update(acc_pm1=float((np.abs(e) <= M.CLIP_PM1).mean()), mae_frames=float(np.abs(e).mean()),
-                   median_error_frames=float(np.median(e)), trials=len(errs))
+                   median_error_frames=float(np.median(e)), trials=len(errs),
+                   acc_consistent=float(M.shift_consistent(e, np.zeros(len(e), int)).mean()),
+                   mean_confidence=float(np.mean(confs)), reliable_share=float(np.mean(rel)))
     if opts.extended:
         search_ms = (max(abs(k) for k in EXTENDED_OFFSETS) + 5) * 1000.0 / ext.fps
         for k in EXTENDED_OFFSETS:
@@ -257,6 +263,12 @@ def _report(acc: _Acc, opts: EvalOptions, est, clips: list[dict], refused, parti
     P = rep["protocols"]
     if "clip" in opts.protocols:
         P["clip"] = M.clip_summary(acc.clip_err, acc.clip_fps, acc.clip_fail)
+        if acc.clip_err:
+            consistent = M.shift_consistent(acc.clip_err, acc.clip_id)
+            n_all = len(acc.clip_err) + acc.clip_fail
+            P["clip"]["acc_consistent"] = float(consistent.sum() / n_all)
+            P["clip"]["acc_exact_consistent"] = float(M.shift_consistent(acc.clip_err, acc.clip_id, M.CLIP_EXACT).sum() / n_all)
+            P["clip"]["reliability"] = M.reliability(acc.clip_err, acc.clip_conf, acc.clip_reliable, consistent, n_all)
         P["clip"]["per_offset"] = M.per_offset_table(acc.clip_truth, acc.clip_err) if acc.clip_err else []
         if opts.extended:
             P["clip_extended"] = M.clip_summary(acc.ext_err, acc.ext_fps, acc.ext_fail)
@@ -317,7 +329,7 @@ def evaluate(
                     on_clip(i, clip, rec)
                 continue
             if "clip" in opts.protocols:
-                _clip_protocol(ext, est, opts, acc, rec)
+                _clip_protocol(ext, est, opts, acc, rec, i)
             if "lrs2" in opts.protocols or "singing" in opts.protocols:
                 _window_protocols(ext, est, face, opts, acc)
             if "strict" in opts.protocols:

@@ -33,6 +33,10 @@ _BOX_EXTRA = [152, 10, 234, 454, 58, 288]
 _READ = _KEY + _BOX_EXTRA
 #: While no face is tracked, or one is lost, the detector runs every this many frames.
 _SEARCH_EVERY = 3
+#: Searches that found nothing try the harder cases (tight crops, small faces) once in this many.
+_HARD_SEARCH_EVERY = 3
+#: Border added on each side (share of the frame) when looking for a face that fills the frame.
+_PAD = 0.4
 
 
 @dataclass
@@ -113,13 +117,25 @@ class _Done:
 
 
 def frame_to_rgb(frame) -> np.ndarray:
-    """A PyAV frame as an RGB uint8 array (fast path for yuv420p)."""
+    """A PyAV frame as an RGB uint8 array, turned upright (fast path for yuv420p).
+
+    Phone videos are stored sideways with a display matrix saying how to turn
+    them; players honour it, and so does this (``frame.rotation``: degrees
+    counterclockwise)."""
+    rgb = None
     if frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 2 == 0:
         try:
-            return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+            rgb = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
         except (ValueError, cv2.error):
             pass
-    return frame.to_ndarray(format="rgb24")
+    if rgb is None:
+        rgb = frame.to_ndarray(format="rgb24")
+    turn = _TURNS.get(int(round(getattr(frame, "rotation", 0) or 0)) % 360)
+    return rgb if turn is None else cv2.rotate(rgb, turn)
+
+
+#: Display-matrix rotation (degrees counterclockwise) -> the cv2 turn that makes the frame upright.
+_TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
 
 
 def _iou(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
@@ -180,6 +196,11 @@ class FaceTracker:
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_detection_confidence
         )
+        # the short-range model (faces within about 2 m of a phone camera: faces that fill the frame)
+        self._near_detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=min_detection_confidence
+        )
+        self._hard_searches = 0
         self._tracks: list[FaceTrack] = []
         self._active: list[_Active] = []
         self._frame = 0
@@ -190,17 +211,62 @@ class FaceTracker:
 
     # -- detection ------------------------------------------------------------
     def _detect(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
+        """Face boxes (centre x, centre y, side), largest first.
+
+        The full-range detector runs on the downscaled frame. Where it finds
+        nothing, harder cases are tried (at most on every third search, to
+        bound the cost on footage without faces): a face filling the frame and
+        cut at the forehead or chin (VoxCeleb/LRS-style crops, selfies), by
+        the short-range detector and by the frame padded on every side; and
+        small faces in wide shots, by the full-range detector on four
+        overlapping tiles at twice the resolution.
+        """
+        boxes = self._run_detector(self._detector, rgb)
+        if boxes:
+            return boxes
+        self._hard_searches += 1
+        if self._hard_searches % _HARD_SEARCH_EVERY != 1:
+            return boxes
+        boxes = self._run_detector(self._near_detector, rgb) or self._run_detector(self._detector, rgb, pad=_PAD)
+        if not boxes:
+            boxes = self._detect_tiles(rgb)
+        return boxes
+
+    def _run_detector(self, detector, rgb: np.ndarray, pad: float = 0.0) -> list[tuple[float, float, float]]:
+        """One detector on the frame (padded by ``pad`` of its size on each side), boxes in frame pixels."""
         h, w = rgb.shape[:2]
-        scale = min(1.0, DETECT_LONG_SIDE / max(h, w))
-        small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
-        res = self._detector.process(small)
+        if pad:
+            py, px = round(h * pad), round(w * pad)
+            rgb = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_CONSTANT, value=(127, 127, 127))
+        else:
+            py = px = 0
+        hh, ww = rgb.shape[:2]
+        scale = min(1.0, DETECT_LONG_SIDE / max(hh, ww))
+        small = cv2.resize(rgb, (round(ww * scale), round(hh * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        res = detector.process(small)
         boxes = []
         for det in res.detections or []:
             bb = det.location_data.relative_bounding_box
-            side = max(bb.width * w, bb.height * h)
+            side = max(bb.width * ww, bb.height * hh)
             if side < 12:  # too small to read lips from
                 continue
-            boxes.append(((bb.xmin + bb.width / 2) * w, (bb.ymin + bb.height / 2) * h, side))
+            boxes.append(((bb.xmin + bb.width / 2) * ww - px, (bb.ymin + bb.height / 2) * hh - py, side))
+        boxes.sort(key=lambda b: -b[2])
+        return boxes
+
+    def _detect_tiles(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
+        """Small faces: the full-range detector on 2 x 2 overlapping tiles (frames larger than the detector's input)."""
+        h, w = rgb.shape[:2]
+        if max(h, w) <= DETECT_LONG_SIDE:
+            return []
+        th, tw = round(h * 0.6), round(w * 0.6)
+        boxes: list[tuple[float, float, float]] = []
+        for y0 in (0, h - th):
+            for x0 in (0, w - tw):
+                for cx, cy, side in self._run_detector(self._detector, rgb[y0 : y0 + th, x0 : x0 + tw]):
+                    b = (cx + x0, cy + y0, side)
+                    if all(_iou(b, o) < 0.3 for o in boxes):
+                        boxes.append(b)
         boxes.sort(key=lambda b: -b[2])
         return boxes
 
@@ -369,6 +435,7 @@ class FaceTracker:
                     m.close()
             self._active, self._retired, self._free = [], [], []
             self._detector.close()
+            self._near_detector.close()
 
 
 __all__ = ["FaceTrack", "FaceTracker", "frame_to_rgb", "mouth_crop"]

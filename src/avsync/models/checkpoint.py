@@ -6,14 +6,16 @@ A checkpoint is a plain dict saved with ``torch.save`` and read back with
     {"format": "avsync-model/1", "name", "description", "model": {family + args},
      "train": {training config}, "code_version", "git_commit", "created",
      "training": {"speakers": [...], "clips_sha256": [...], "clips": n, "seconds": s},
-     "metrics": {...}, "confidence_scale", "n_params", "state_dict": {fp16 tensors}}
+     "metrics": {...}, "calibration": {coef, intercept, features, fitted_on} (``sync.confidence``),
+     "n_params", "state_dict": {fp16 tensors}}
+
+(Checkpoints written before calibrations existed carry ``confidence_scale`` instead.)
 
 ``models/registry.json`` lists the checkpoints shipped in the package with
 their sha256; ``load`` refuses a file whose hash does not match.
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,8 +23,8 @@ from pathlib import Path
 import torch
 
 from avsync.errors import ModelError
-from avsync.util import sha256_file
-from avsync.models.registry import FALLBACK_DEFAULT, package_dir, registry
+from avsync.util import new_file_mode, sha256_file
+from avsync.models.registry import package_dir, registry, registry_data, write_registry
 
 FORMAT = "avsync-model/1"
 WEIGHTS_DIR = "weights"
@@ -32,18 +34,30 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, meta: dict,
     """Write a self-describing checkpoint atomically; returns its sha256."""
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
-    obj = {"format": FORMAT, **meta, "state_dict": state}
+    return _save({"format": FORMAT, **meta, "state_dict": state}, path)
+
+
+def _save(obj: dict, path: str | os.PathLike) -> str:
+    """torch.save to a temporary file beside ``path``, then rename into place; returns the sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return sha256_file(path)
+
+
+def rewrite_meta(src: str | os.PathLike, dst: str | os.PathLike, updates: dict) -> str:
+    """Copy a checkpoint with some of its metadata replaced (weights untouched); returns the new sha256."""
+    obj = read_checkpoint(src)
+    obj.update(updates)
+    return _save(obj, dst)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -92,8 +106,7 @@ def register(path: str | os.PathLike) -> dict:
     """Add (or update) a checkpoint already copied into ``models/weights`` to the registry."""
     path = Path(path)
     obj = read_checkpoint(path)
-    reg_path = package_dir() / "registry.json"
-    data = json.loads(reg_path.read_text()) if reg_path.exists() else {"default": FALLBACK_DEFAULT, "models": {}}
+    data = registry_data()
     data["models"][obj["name"]] = {
         "file": path.name,
         "sha256": sha256_file(path),
@@ -107,5 +120,5 @@ def register(path: str | os.PathLike) -> dict:
         "train_minutes": round(obj["training"].get("train_seconds", 0) / 60, 1),
         "metrics": obj.get("metrics", {}),
     }
-    reg_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_registry(data)
     return data["models"][obj["name"]]

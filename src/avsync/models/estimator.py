@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from avsync.audio.features import E2E_MEL
 from avsync.models.inputs import AUDIO_STEPS, audio_grid, frame_positions, mel_stats, normalise_mel, track_arrays
 from avsync.models.nets import VISUAL_INPUT
+from avsync.sync.confidence import Calibration
 
 #: Audio steps of context given to the audio encoder on each side of what is scored.
 AUDIO_CONTEXT = 16
@@ -60,6 +61,10 @@ class LearnedEstimator:
         self.name = meta["name"]
         self.description = meta.get("description", self.name)
         self.family = model.family
+        cal = meta.get("calibration")
+        #: The fitted confidence (``sync.confidence``); None in checkpoints from before calibrations,
+        #: whose confidence is ``confidence_scale`` x the curve's prominence.
+        self.calibration = Calibration.from_dict(cal) if cal else None
         self.confidence_scale = float(meta.get("confidence_scale", 1.0))
         self.training_summary = meta.get("training", {})
         self.input_key = VISUAL_INPUT[model.visual_kind]

@@ -240,22 +240,47 @@ class TwoStream(nn.Module):
         """Cosine of frame embeddings v (B, T, D) with audio steps ``index`` (B, T, C) -> (B, T, C)."""
         return (v.unsqueeze(2) * gather_audio(a, index)).sum(-1)
 
-    def loss(self, cos: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """cos (B, T, C) over candidates, ``target`` (B,) the in-sync candidate, ``valid`` (B, T)."""
+    def logits(self, cos: torch.Tensor) -> torch.Tensor:
+        """Softmax logits of cosines: negative distances (multiway) or ``w * cos + b`` (angular)."""
+        if self.loss_kind == "multiway":
+            return -10.0 * torch.sqrt(torch.clamp(2.0 - 2.0 * cos, min=1e-8))
+        return self.w * cos + self.b
+
+    def loss(self, cos: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, window: int = 0,
+             window_weight: float = 1.0) -> torch.Tensor:
+        """cos (B, T, C) over candidates; ``valid`` (B, T).
+
+        ``target`` is (B,) the in-sync candidate's index, or (C,) a target
+        distribution over candidates (soft labels on a quarter-frame grid).
+        ``window`` > 0 adds the loss of ``window``-frame windows: the mean cosine
+        over the window's frames, as the estimator scores short windows.
+        """
         b, t, c = cos.shape
-        tgt = target.view(b, 1).expand(b, t)
         if self.loss_kind == "contrastive":
+            tgt = target.view(b, 1).expand(b, t)
             d = torch.sqrt(torch.clamp(2.0 - 2.0 * cos, min=1e-8))
             pos = d.gather(2, tgt.unsqueeze(-1)).squeeze(-1) ** 2
             # one random negative per frame, as SyncNet's balanced pairs
             neg_idx = (tgt + torch.randint(1, c, tgt.shape, device=cos.device)) % c
             neg = torch.clamp(self.margin - d.gather(2, neg_idx.unsqueeze(-1)).squeeze(-1), min=0) ** 2
             per = 0.5 * (pos + neg)
-        else:
-            logits = (-10.0 * torch.sqrt(torch.clamp(2.0 - 2.0 * cos, min=1e-8)) if self.loss_kind == "multiway"
-                      else self.w * cos + self.b)
-            per = F.cross_entropy(logits.reshape(b * t, c), tgt.reshape(-1), reduction="none").view(b, t)
-        return (per * valid).sum() / valid.sum().clamp(min=1)
+            return (per * valid).sum() / valid.sum().clamp(min=1)
+        dist = target.float() if target.is_floating_point() else F.one_hot(target, c).float()  # (C,) or (B, C)
+        dist = dist.expand(b, c)
+
+        def ce(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # x (B, T', C), w (B, T')
+            per = -(F.log_softmax(self.logits(x), -1) * dist.unsqueeze(1)).sum(-1)
+            return (per * w).sum() / w.sum().clamp(min=1)
+
+        out = ce(cos, valid)
+        if window and t >= window:
+            vz = valid.unsqueeze(-1)
+            cs = F.pad(torch.cumsum(cos * vz, 1), (0, 0, 1, 0))
+            ns = F.pad(torch.cumsum(valid, 1), (1, 0))
+            cnt = ns[:, window:] - ns[:, :-window]
+            mean = (cs[:, window:] - cs[:, :-window]) / cnt.clamp(min=1).unsqueeze(-1)
+            out = out + window_weight * ce(mean, (cnt >= window).float())
+        return out
 
 
 class CrossModal(nn.Module):

@@ -1,11 +1,16 @@
-"""Fusion of a learned model with the model-free method.
+"""Fusion of estimators: shipped models (and the model-free method) scoring together.
 
-Both estimators score the same windows and lags; each score row is
-standardised over its lags (zero mean, unit deviation, NaN-aware) and the two
-are averaged with weight ``w`` on the learned one. The two methods fail in
-different ways (the learned ones on faces unlike their training speakers, the
-model-free one on fluent speech where lips lead the sound), so where they
-agree the peak stands out, and where one is flat the other decides.
+Every member scores the same windows and lags; each score row is standardised
+over its lags (zero mean, unit deviation, NaN-aware) and the rows are averaged
+with the fusion's weights. Members fail in different ways (a crop model on
+faces lit or framed unlike its training data, a landmark model where the face
+mesh is unsure, the model-free method on fluent speech where lips lead the
+sound), so where they agree the peak stands out, and where one is flat the
+others decide.
+
+A fusion is named by its members joined with ``+`` (``pm-wild+landmark-wild``,
+``pm-small+modelfree``) and listed in ``models/registry.json`` under
+``fusions`` with its members and weights.
 """
 from __future__ import annotations
 
@@ -13,8 +18,8 @@ import warnings
 
 import numpy as np
 
-#: Suffix that names the fusion of a shipped model with the model-free method.
-SUFFIX = "+modelfree"
+#: Joins the members' names in a fusion's name.
+JOIN = "+"
 
 
 def standardise(rows: np.ndarray) -> np.ndarray:
@@ -28,39 +33,48 @@ def standardise(rows: np.ndarray) -> np.ndarray:
     return (rows - mu) / sd
 
 
-def fuse(learned: np.ndarray, modelfree: np.ndarray, weight: float) -> np.ndarray:
-    """w * z(learned) + (1-w) * z(modelfree); where one is missing, the other alone."""
-    a, b = standardise(learned), standardise(modelfree)
-    out = weight * a + (1.0 - weight) * b
-    out = np.where(np.isfinite(a) & ~np.isfinite(b), a, out)
-    return np.where(~np.isfinite(a) & np.isfinite(b), b, out)
+def fuse(rows: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """The weighted mean of the members' standardised rows; where some members have no score, the others'
+    (weights renormalised over the members that scored)."""
+    z = np.stack([standardise(r) for r in rows])  # (M, W, L)
+    w = np.asarray(weights, dtype=np.float64).reshape(-1, 1, 1) * np.isfinite(z)
+    total = w.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (np.nan_to_num(z) * w).sum(0) / total
+    return np.where(total > 0, out, np.nan)
 
 
 class FusedEstimator:
-    """A learned estimator and the model-free one, fused per window (see module docstring)."""
+    """Several estimators, fused per window (see module docstring)."""
 
-    def __init__(self, learned, modelfree, weight: float = 0.5, confidence_scale: float = 1.0):
-        self.learned, self.modelfree, self.weight = learned, modelfree, weight
-        self.name = f"{learned.name}{SUFFIX}"
-        self.description = f"fusion: {learned.name} and the model-free method, standardised curves averaged"
-        #: Calibrated on held-out training speakers (``registry.json`` "fusions"), like each model's own.
-        self.confidence_scale = confidence_scale
-        self.training_summary = learned.training_summary
-        self.needs_crops = getattr(learned, "needs_crops", False)
-        self.sha256 = f"{getattr(learned, 'sha256', '')}+modelfree@{weight}:{confidence_scale}"
+    def __init__(self, members: list, weights: list[float]):
+        if len(members) < 2 or len(members) != len(weights):
+            raise ValueError("a fusion needs two or more members, one weight each")
+        self.members, self.weights = list(members), [float(w) for w in weights]
+        self.name = JOIN.join(m.name for m in members)
+        self.description = "fusion of " + ", ".join(f"{m.name} ({w:g})" for m, w in zip(members, self.weights)) + \
+            ": standardised score curves averaged"
+        self.calibration = None  # from the registry (``api.load_model``)
+        self.confidence_scale = 1.0
+        summaries = [getattr(m, "training_summary", None) or {} for m in members]
+        learned = [s for s in summaries if s]
+        self.training_summary = {
+            "speakers": sorted({x for s in summaries for x in s.get("speakers", [])}),
+            "clips_sha256": sorted({x for s in summaries for x in s.get("clips_sha256", [])}),
+            # speakers every learned member held out
+            "val_speakers": sorted(set.intersection(*(set(s.get("val_speakers", [])) for s in learned))) if learned else [],
+        }
+        self.needs_crops = any(getattr(m, "needs_crops", False) for m in members)
+        self.sha256 = JOIN.join(f"{getattr(m, 'sha256', m.name)}@{w:g}" for m, w in zip(members, self.weights))
 
-    def prepare(self, ext, track_index: int) -> tuple:
-        return self.learned.prepare(ext, track_index), self.modelfree.prepare(ext, track_index)
+    def prepare(self, ext, track_index: int) -> list:
+        return [m.prepare(ext, track_index) for m in self.members]
 
-    def prepare_arrays(self, arr: dict) -> tuple:
-        return self.learned.prepare_arrays(arr), self.modelfree.prepare_arrays(arr)
+    def prepare_arrays(self, arr: dict) -> list:
+        return [m.prepare_arrays(arr) for m in self.members]
 
     def scores(self, prep, lags, starts, length) -> np.ndarray:
-        a = self.learned.scores(prep[0], lags, starts, length)
-        b = self.modelfree.scores(prep[1], lags, starts, length)
-        return fuse(a, b, self.weight)
+        return fuse([m.scores(p, lags, starts, length) for m, p in zip(self.members, prep)], self.weights)
 
     def file_curve(self, prep, lags, fps) -> np.ndarray:
-        a = self.learned.file_curve(prep[0], lags, fps)
-        b = self.modelfree.file_curve(prep[1], lags, fps)
-        return fuse(a, b, self.weight)[0]
+        return fuse([m.file_curve(p, lags, fps) for m, p in zip(self.members, prep)], self.weights)[0]

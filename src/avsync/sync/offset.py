@@ -64,6 +64,15 @@ class CurveReading:
     index: int
 
 
+def rival_index(lags: np.ndarray, scores: np.ndarray, best: int, exclude_s: float) -> int:
+    """Index of the best finite score at least ``exclude_s`` from lag ``best`` (-1 if there is none)."""
+    s = np.asarray(scores, dtype=np.float64)
+    far = (np.abs(lags - lags[best]) > exclude_s) & np.isfinite(s)
+    if not far.any():
+        return -1
+    return int(np.flatnonzero(far)[np.argmax(s[far])])
+
+
 def prominence(lags: np.ndarray, scores: np.ndarray, best: int, exclude_s: float) -> float:
     """How far the best score stands above the best rival peak.
 
@@ -73,10 +82,10 @@ def prominence(lags: np.ndarray, scores: np.ndarray, best: int, exclude_s: float
     lag scores almost as well. 0 when there is no rival to compare with.
     """
     s = np.asarray(scores, dtype=np.float64)
-    far = (np.abs(lags - lags[best]) > exclude_s) & np.isfinite(s)
-    if not far.any() or not np.isfinite(s[best]):
+    r = rival_index(lags, s, best, exclude_s)
+    if r < 0 or not np.isfinite(s[best]):
         return 0.0
-    return float(max(0.0, s[best] - s[far].max()))
+    return float(max(0.0, s[best] - s[r]))
 
 
 def read_curve(lags: np.ndarray, scores: np.ndarray, exclude_s: float, scale: float = 1.0) -> CurveReading:

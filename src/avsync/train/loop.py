@@ -22,6 +22,7 @@ import datetime as _dt
 import os
 import random
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,9 @@ TRAIN_DEFAULTS = {
     "steps": 2000, "batch": 32, "lr": 1e-3, "weight_decay": 1e-4, "frames": 15, "max_lag": 15,
     "seed": 0, "augment": True, "other_weight": 0.3, "val_speakers": [], "save_every": 200,
     "val_offsets": [-12, -8, -5, -3, -1, 0, 1, 3, 5, 8, 12], "init_from": "", "splits": ["train"],
-    "max_clips": 0, "threads": 0, "holdout_clips": 0,
+    "max_clips": 0, "threads": 0, "holdout_clips": 0, "sampling": "main", "speaker_weights": {},
+    "candidates": "frames", "target_sigma_steps": 1.0, "window_loss": 0, "window_weight": 1.0,
+    "source_offsets": "",
 }
 
 
@@ -59,13 +62,30 @@ class Clip:
         return len(self.arr["times"])
 
 
-def load_bank(recs: list[ClipRecord], cache: Path) -> list[Clip]:
+def load_bank(recs: list[ClipRecord], cache: Path, source_offsets: dict | None = None) -> list[Clip]:
+    """Cached clips, ready to sample. ``source_offsets`` (sha256 -> ms, ``train.align``) re-aligns clips whose
+    source carries an offset of its own, so that they teach the model true sync (audio moved earlier by
+    ``offset_ms`` when it is positive: late)."""
     out = []
     for r in recs:
         a = load_clip(cache, r)
         a["mel40"] = a["mel40"].astype(np.float32)
+        if source_offsets and r.sha256 in source_offsets:
+            a["audio_t0"] = np.float64(float(a["audio_t0"]) - float(source_offsets[r.sha256]) / 1000.0)
         out.append(Clip(r, a, mel_stats(a["mel40"])))
     return out
+
+
+def read_source_offsets(path: str) -> dict:
+    """``{sha256: offset_ms}`` from a ``train.align`` file (relative paths: to the repository's configs/)."""
+    import json
+
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_absolute() and not p.exists():
+        p = Path(__file__).resolve().parents[3] / "configs" / path
+    return {k: float(v["offset_ms"]) for k, v in json.loads(p.read_text())["clips"].items()}
 
 
 def raw_audio(clip: Clip, first: int, count: int) -> np.ndarray:
@@ -74,27 +94,61 @@ def raw_audio(clip: Clip, first: int, count: int) -> np.ndarray:
 
 
 class Sampler:
-    """Random windows from the bank; other speakers drawn with probability ``other_weight``."""
+    """Random training windows from the bank.
 
-    def __init__(self, bank: list[Clip], other_weight: float, seed: int):
+    ``sampling = "speaker"``: every speaker is equally likely (a speaker named
+    in ``speaker_weights`` counts as that many; an unlabelled pool such as
+    ``lrcar_unlabelled`` stands for many people), and within a speaker a clip
+    is drawn by its length. So one long speaker (GRID s1: 50 minutes) cannot
+    dominate what the model learns. ``sampling = "main"`` is the earlier
+    scheme: the main speaker (GRID s1), or any other with probability
+    ``other_weight``.
+    """
+
+    def __init__(self, bank: list[Clip], other_weight: float, seed: int, sampling: str = "main",
+                 speaker_weights: dict | None = None):
         self.rng = np.random.default_rng(seed)
-        self.main = [c for c in bank if c.rec.speaker == "grid_s1"]
-        self.other = [c for c in bank if c.rec.speaker != "grid_s1"]
-        self.w = other_weight if self.main and self.other else (0.0 if self.main else 1.0)
-        dur = np.array([c.n for c in self.other], float)
-        self.p_other = dur / dur.sum() if len(dur) else None
+        self.bank = bank
+        if sampling == "speaker":
+            self.p = speaker_balanced_weights([c.rec.speaker for c in bank], [c.n for c in bank],
+                                              speaker_weights or {})
+        elif sampling == "main":
+            main = np.array([c.rec.speaker == "grid_s1" for c in bank])
+            n = np.array([c.n for c in bank], float)
+            w = other_weight if main.any() and (~main).any() else (0.0 if main.any() else 1.0)
+            p = np.where(main, (1 - w) / max(1, main.sum()), w * n / max(1.0, n[~main].sum()))
+            self.p = p / p.sum()
+        else:
+            raise ValueError(f"unknown sampling {sampling!r}; choose 'speaker' or 'main'")
 
     def window(self, frames: int) -> tuple[Clip, int]:
-        for _ in range(100):
-            if self.rng.random() < self.w:
-                c = self.other[self.rng.choice(len(self.other), p=self.p_other)]
-            else:
-                c = self.main[self.rng.integers(len(self.main))]
+        for _ in range(200):
+            c = self.bank[self.rng.choice(len(self.bank), p=self.p)]
             if c.n >= frames:
                 s = int(self.rng.integers(0, c.n - frames + 1))
                 if c.arr["found"][s : s + frames].mean() > 0.8:
                     return c, s
         raise RuntimeError(f"no clip holds {frames} frames with a face")
+
+
+def speaker_balanced_weights(speakers: list[str], lengths: list[float], speaker_weights: dict) -> np.ndarray:
+    """Probability of each clip: speakers share the mass by weight (default 1), clips within one by length."""
+    speakers = list(speakers)
+    lengths = np.asarray(lengths, float)
+    total = {}
+    for s, n in zip(speakers, lengths):
+        total[s] = total.get(s, 0.0) + n
+    w = np.array([float(speaker_weights.get(s, 1.0)) * n / total[s] if total[s] > 0 else 0.0
+                  for s, n in zip(speakers, lengths)])
+    if w.sum() <= 0:
+        raise ValueError("no training clip has any weight")
+    return w / w.sum()
+
+
+def soft_target(cand_steps: np.ndarray, sigma: float) -> torch.Tensor:
+    """A target distribution over candidate lags (audio steps): a Gaussian of ``sigma`` steps at lag 0."""
+    w = np.exp(-0.5 * (np.asarray(cand_steps, float) / max(sigma, 1e-6)) ** 2)
+    return torch.from_numpy((w / w.sum()).astype(np.float32))
 
 
 def _vis(clip: Clip, key: str, s: int, n: int) -> np.ndarray:
@@ -112,11 +166,24 @@ class Batcher:
         self.g = torch.Generator().manual_seed(seed)
 
     def _finish(self, clips, vis, audio, device):
+        strong = self.t["augment"] == "strong"
+        if self.t["augment"] and self.key == "crops" and strong:
+            vis = list(augment.degrade(np.stack(vis), self.s.rng))
         v = torch.from_numpy(np.stack(vis))
         a = torch.from_numpy(np.stack(audio))
         if self.t["augment"]:
-            a = augment.audio(a, self.g, float(np.mean([c.arr["fps"] for c in clips])))
-            v = {"crops": augment.pixels, "lips": augment.landmarks, "flow": augment.flow}[self.key](v, self.g)
+            other = None
+            if strong:  # another recording of the bank, same length, as background sound
+                other = []
+                for x in audio:
+                    c, s0 = self.s.window(1)
+                    other.append(raw_audio(c, AUDIO_STEPS * s0 - len(x) // 2, len(x)))
+                other = torch.from_numpy(np.stack(other))
+            a = augment.audio(a, self.g, float(np.mean([c.arr["fps"] for c in clips])), other=other, strong=strong)
+            if self.key == "crops":
+                v = augment.pixels(v, self.g, strong=strong)
+            else:
+                v = {"lips": augment.landmarks, "flow": augment.flow}[self.key](v, self.g)
         a = torch.from_numpy(np.stack([normalise_mel(x.numpy(), c.stats) for x, c in zip(a, clips)]))
         return v.to(device), a.to(device)
 
@@ -132,9 +199,14 @@ class Batcher:
                 audio.append(raw_audio(c, AUDIO_STEPS * (s - k) - PAD, AUDIO_STEPS * (n + 2 * k) + 2 * PAD))
                 valid.append(c.arr["found"][s : s + n])
             i = np.arange(n)[:, None]
-            cand = np.arange(-k, k + 1)[None, :]
-            extra["index"] = torch.from_numpy(PAD + AUDIO_STEPS * (i + cand + k)).expand(b, -1, -1).to(device)
-            extra["target"] = torch.full((b,), k, dtype=torch.long, device=device)
+            if self.t["candidates"] == "quarter":  # every quarter-frame lag, soft labels around the truth
+                cand = np.arange(-AUDIO_STEPS * k, AUDIO_STEPS * k + 1)[None, :]
+                extra["index"] = torch.from_numpy(PAD + AUDIO_STEPS * (i + k) + cand).expand(b, -1, -1).to(device)
+                extra["target"] = soft_target(cand[0], float(self.t["target_sigma_steps"])).to(device)
+            else:
+                cand = np.arange(-k, k + 1)[None, :]
+                extra["index"] = torch.from_numpy(PAD + AUDIO_STEPS * (i + cand + k)).expand(b, -1, -1).to(device)
+                extra["target"] = torch.full((b,), k, dtype=torch.long, device=device)
             extra["valid"] = torch.from_numpy(np.stack(valid)).float().to(device)
         elif self.family == "vocalist":
             n, k = 5, self.t["max_lag"]
@@ -172,15 +244,17 @@ class Batcher:
 class Objective(nn.Module):
     """The family's loss as one ``forward`` (what DDP wraps)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, window: int = 0, window_weight: float = 1.0):
         super().__init__()
         self.model = model
+        self.window, self.window_weight = window, window_weight
 
     def forward(self, batch: dict) -> torch.Tensor:
         m = self.model
         if m.family == "twostream":
             v, a = m.embed_visual(batch["vis"]), m.embed_audio(batch["audio"])
-            return m.loss(m.candidate_cos(v, a, batch["index"]), batch["target"], batch["valid"])
+            return m.loss(m.candidate_cos(v, a, batch["index"]), batch["target"], batch["valid"],
+                          window=self.window, window_weight=self.window_weight)
         if m.family == "vocalist":
             v, a = m.encode(batch["vis"], batch["audio"])
             a = a[:, PAD:-PAD]
@@ -222,48 +296,13 @@ def shift_arrays(arr: dict, k: int) -> dict:
     return {**arr, **out, "times": arr["times"][: n + k], "mel40": mel[j0:], "audio_t0": t0 + j0 * hop - d}
 
 
-def validate(estimator, bank: list[Clip], offsets: list[int], keep: bool = False):
-    """Offset readings on held-out clips, trimmed as the protocol's trials with audio lagging k frames.
+def validate(estimator, bank: list[Clip], offsets: list[int], prefix: str = "val") -> tuple[dict, "Readings"]:
+    """Readings of ``estimator`` on held-out clips (whole clips and shorter stretches, trimmed as the
+    protocol's trials) and their metrics (``train.calibrate.readings_metrics``)."""
+    from avsync.train.calibrate import read_bank, readings_metrics
 
-    Returns the metrics (and with ``keep`` also the (prominences, correct) readings)."""
-    from avsync.api import RIVAL_EXCLUSION_FRAMES
-    from avsync.sync.offset import lag_grid, prominence, read_curve
-
-    errs, proms, ok_flags = [], [], []
-    for c in bank:
-        fps = float(c.arr["fps"])
-        lags = lag_grid(15 / fps, fps)
-        for k in offsets:
-            if abs(k) * 3 >= c.n:
-                continue
-            prep = estimator.prepare_arrays(shift_arrays(c.arr, k))
-            curve = estimator.file_curve(prep, lags, fps)
-            r = read_curve(lags, curve, RIVAL_EXCLUSION_FRAMES / fps, 1.0)
-            if not np.isfinite(r.peak):
-                continue
-            e = r.lag_s * fps - k
-            errs.append(e)
-            proms.append(prominence(lags, curve, r.index, RIVAL_EXCLUSION_FRAMES / fps))
-            ok_flags.append(abs(e) <= 1.0)
-    errs, proms, okf = np.abs(errs), np.asarray(proms, float), np.asarray(ok_flags, bool)
-    out = {"val_trials": int(len(errs))}
-    if len(errs):
-        out.update({"val_acc_pm1": float(okf.mean()), "val_mae_frames": float(errs.mean()),
-                    "confidence_scale": calibrate_scale(proms, okf)})
-    return (out, (proms, okf)) if keep else out
-
-
-def calibrate_scale(prom: np.ndarray, correct: np.ndarray, threshold: float = 0.8) -> float:
-    """Scale so that ``threshold`` sits above 90% of the wrong readings' prominences (or, with none
-    wrong, at the 10th percentile of the right ones)."""
-    prom, correct = np.asarray(prom, float), np.asarray(correct, bool)
-    if (~correct).sum() >= 3 or (~correct).any() and not correct.any():
-        ref = np.percentile(prom[~correct], 90)
-    elif correct.any():
-        ref = np.percentile(prom[correct], 10)
-    else:
-        return 1.0
-    return float(threshold / ref) if ref > 1e-9 else 1.0
+    r = read_bank(estimator, bank, offsets=tuple(offsets))
+    return readings_metrics(r, prefix), r
 
 
 # --------------------------------------------------------------------------- loop
@@ -305,6 +344,8 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     if steps is not None:
         tcfg["steps"] = steps
     mcfg = dict(config["model"])
+    if tcfg["candidates"] == "quarter" and mcfg.get("loss") == "contrastive":
+        raise ValueError("candidates = 'quarter' (soft labels) needs a softmax loss (multiway or angular), not contrastive")
     name = config["name"]
     out = Path(out_dir)
     rank, world, device = _dist()
@@ -328,7 +369,8 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     main = [r for r in train_recs if r.speaker == "grid_s1"]
     hold_recs = main[len(main) - int(tcfg["holdout_clips"]):] if tcfg["holdout_clips"] else []
     train_recs = [r for r in train_recs if r not in hold_recs]
-    bank = load_bank(train_recs, cache)
+    source_offsets = read_source_offsets(tcfg["source_offsets"])
+    bank = load_bank(train_recs, cache, source_offsets)
     val_bank = load_bank(val_recs, cache)
     hold_bank = load_bank(hold_recs, cache)
 
@@ -343,7 +385,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     if mcfg["family"] == "synccls" and mcfg.get("freeze_encoders"):
         for p in model.streams.parameters():
             p.requires_grad_(False)
-    objective = Objective(model)
+    objective = Objective(model, int(tcfg["window_loss"]), float(tcfg["window_weight"]))
     if world > 1:
         # find_unused_parameters: some heads leave parameters out of some losses (w, b outside the angular loss)
         objective = nn.parallel.DistributedDataParallel(
@@ -353,7 +395,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
         tcfg["steps"] = 0
         params = [nn.Parameter(torch.zeros(1))]
     opt = torch.optim.AdamW(params, lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
-    sampler = Sampler(bank, tcfg["other_weight"], seed * 1000 + rank)
+    sampler = Sampler(bank, tcfg["other_weight"], seed * 1000 + rank, tcfg["sampling"], tcfg["speaker_weights"])
     batcher = Batcher(mcfg["family"], model.visual_kind, tcfg, mcfg, sampler, seed * 1000 + rank)
 
     state_path = out / "last.pt"
@@ -368,7 +410,10 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
 
     t0 = time.time()
     bar = None
-    if progress and rank == 0:
+    # Without a terminal (a log file, a cluster job) a progress bar shows nothing until the end:
+    # print a plain line at every save instead.
+    log_lines = progress and rank == 0 and not sys.stderr.isatty()
+    if progress and rank == 0 and not log_lines:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn(f"[bold]{name}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -394,6 +439,10 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
                 bar.update(task, completed=step, loss=float(np.mean(history[-50:])))
             if rank == 0 and (step % tcfg["save_every"] == 0 or step == tcfg["steps"]):
                 _save_state(state_path, model, opt, step, history)
+                if log_lines:
+                    print(f"{name}: step {step}/{tcfg['steps']}, loss {np.mean(history[-tcfg['save_every']:]):.4f}, "
+                          f"lr {lr_at(step - 1, tcfg['steps'], tcfg['lr']):.2e}, {time.time() - t0:.0f} s",
+                          file=sys.stderr, flush=True)
     finally:
         if bar is not None:
             bar.stop()
@@ -419,29 +468,33 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
             "seconds": round(float(sum(c.n / float(c.arr["fps"]) for c in bank)), 1),
             "val_speakers": sorted({r.speaker for r in val_recs}),
             "holdout_clips_sha256": sorted(r.sha256 for r in hold_recs),
+            "source_offsets_ms": {k: v for k, v in source_offsets.items() if k in {r.sha256 for r in train_recs}},
             "steps": step, "train_seconds": round(train_s, 1), "device": str(device), "world_size": world,
             "loss_first": float(np.mean(history[:win])) if history else None,
             "loss_last": float(np.mean(history[-win:])) if history else None,
         },
         "n_params": n_params(model),
         "window_frames": int(tcfg["frames"]),
-        "confidence_scale": 1.0,
         "metrics": {},
     }
     final = out / f"{name}.pt"
     model.cpu()
     save_checkpoint(final, model, meta)
     if val_bank or hold_bank:
+        from avsync.train.calibrate import calibrate
+
         est = estimator_from_file(final)
-        metrics, readings = validate(est, val_bank, list(tcfg["val_offsets"]), keep=True)
+        metrics, readings = validate(est, val_bank, list(tcfg["val_offsets"])) if val_bank else ({}, None)
         if hold_bank:
-            hold, hold_readings = validate(est, hold_bank, list(tcfg["val_offsets"]), keep=True)
-            metrics.update({f"holdout_{k[4:]}": v for k, v in hold.items() if k.startswith("val_")})
-            readings = [np.concatenate([a, b]) for a, b in zip(readings, hold_readings)]
-        # confidence: calibrated on every reading the model did not train on
-        metrics["confidence_scale"] = calibrate_scale(*readings)
+            hold, hold_readings = validate(est, hold_bank, list(tcfg["val_offsets"]), prefix="holdout")
+            metrics.update(hold)
+            readings = readings if val_bank else hold_readings
+        # confidence: calibrated on held-out speakers (the main speaker's held-out clips only if there are none)
+        try:
+            meta["calibration"] = calibrate(readings).to_dict()
+        except ValueError as exc:
+            metrics["calibration_error"] = str(exc)
         meta["metrics"] = metrics
-        meta["confidence_scale"] = metrics["confidence_scale"]
         save_checkpoint(final, model, meta)
     return final
 

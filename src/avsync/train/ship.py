@@ -1,6 +1,6 @@
 """Ship trained checkpoints in the package: copy into ``models/weights`` and record them in the registry.
 
-    python -m avsync.train.ship runs/*/*.pt [--default NAME] [--fuse NAME --weight W]
+    python -m avsync.train.ship runs/*/*.pt [--default NAME] [--fuse A+B [--weights WA WB]]
 
 Each checkpoint must be an avsync checkpoint of at most 20 MB; its sha256 goes
 into ``models/registry.json``, which ``avsync models`` lists and ``load_model``
@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from avsync.models.checkpoint import WEIGHTS_DIR, read_checkpoint, register
-from avsync.models.registry import package_dir
+from avsync.models.registry import package_dir, registry_data, write_registry
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -36,54 +36,49 @@ def ship(paths: list[Path]) -> list[str]:
 
 def set_default(name: str) -> None:
     """Make ``name`` (a shipped model, a shipped fusion, or ``modelfree``) the default of ``avsync detect``."""
-    import json
-
     from avsync.api import available_models
 
     if name not in available_models():
         raise SystemExit(f"--default {name}: not one of {', '.join(available_models())}")
-    reg_path = package_dir() / "registry.json"
-    data = json.loads(reg_path.read_text())
+    data = registry_data()
     data["default"] = name
-    reg_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_registry(data)
 
 
-def add_fusion(name: str, weight: float, data_dir: Path) -> dict:
-    """Offer ``NAME+modelfree``: calibrate its confidence on the model's held-out training speakers."""
-    import json
+def add_fusion(name: str, weights: list[float] | None, data_dir: Path) -> dict:
+    """Offer the fusion ``A+B[+...]`` of shipped models (or ``modelfree``), its confidence calibrated on the
+    speakers every learned member held out."""
+    from avsync.api import available_models, load_model
+    from avsync.models.registry import fusions, set_calibration
+    from avsync.sync.fusion import JOIN
+    from avsync.train.calibrate import calibrate, calibration_bank, read_bank
 
-    from avsync.api import load_model
-    from avsync.models.registry import package_dir as pkg
-    from avsync.sync.fusion import FusedEstimator
-    from avsync.sync.modelfree import ModelFreeEstimator
-    from avsync.train.cache import DEFAULT_CACHE, build_cache, manifest_clips
-    from avsync.train.loop import TRAIN_DEFAULTS, load_bank, validate
-
-    est = load_model(name)
-    val = set(est.meta["training"]["val_speakers"])
-    recs = build_cache([r for r in manifest_clips(data_dir, ("train",)) if r.speaker in val])
-    fused = FusedEstimator(est, ModelFreeEstimator(), weight)
-    metrics = validate(fused, load_bank(recs, DEFAULT_CACHE), TRAIN_DEFAULTS["val_offsets"])
-    reg_path = pkg() / "registry.json"
-    data = json.loads(reg_path.read_text())
-    data.setdefault("fusions", {})[name] = {"weight": weight, "confidence_scale": metrics["confidence_scale"]}
-    data.setdefault("fusion_metrics", {})[name] = metrics
-    reg_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    return metrics
+    members = name.split(JOIN)
+    weights = weights or [1.0 / len(members)] * len(members)
+    known = set(available_models()) - set(fusions())
+    if len(members) < 2 or any(m not in known for m in members) or len(weights) != len(members):
+        raise SystemExit(f"--fuse {name}: two or more of {', '.join(sorted(known))}, joined by '{JOIN}', one weight each")
+    data = registry_data()
+    data.setdefault("fusions", {})[name] = {"members": members, "weights": [float(w) for w in weights]}
+    write_registry(data)
+    fused = load_model(name)
+    cal = calibrate(read_bank(fused, calibration_bank(fused, data_dir)))
+    set_calibration(name, cal.to_dict())
+    return cal.to_dict()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+", type=Path)
     ap.add_argument("--default", default=None)
-    ap.add_argument("--fuse", default=None, help="also offer NAME+modelfree")
-    ap.add_argument("--weight", type=float, default=0.5, help="weight of the learned curve in the fusion")
+    ap.add_argument("--fuse", default=None, help="also offer the fusion A+B of shipped models (or modelfree)")
+    ap.add_argument("--weights", type=float, nargs="*", default=None, help="the members' weights (default: equal)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     a = ap.parse_args()
     for n in ship(a.checkpoints):
         print(f"shipped {n}")
     if a.fuse:
-        print(f"fusion {a.fuse}+modelfree: {add_fusion(a.fuse, a.weight, a.data)}")
+        print(f"fusion {a.fuse}: {add_fusion(a.fuse, a.weights, a.data)}")
     if a.default:
         set_default(a.default)
         print(f"default: {a.default}")

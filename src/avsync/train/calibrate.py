@@ -1,0 +1,215 @@
+"""Fit an estimator's confidence on readings of held-out speakers (never the ``dev`` split).
+
+    python -m avsync.train.calibrate MODEL [--speakers S ...] [--out FILE.pt]
+
+A *reading* is what ``avsync detect`` would say about one trial: a held-out
+clip, or a stretch of it from 0.6 s to its whole length, with its audio
+shifted by k frames as the protocol does (trimmed, never padded). Each reading
+gives the curve features of ``sync.confidence`` and an error in frames. A
+reading is *right* when its error is within ±1.5 frames of the clip's own
+offset: the median error of the clip's whole-length readings, which is how
+the benchmark protocol's shift-consistent accuracy treats sources that are a
+few frames off on their own. A clip whose own offset comes out beyond 3
+frames is not trusted to have one: its readings must then be right in
+absolute terms.
+
+A learned model's calibration is written into a copy of its checkpoint
+(``--out``; ship it with ``avsync.train.ship``); the model-free method's and
+the fusions' go into ``models/registry.json``.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avsync.audio.features import E2E_MEL
+from avsync.sync.confidence import Calibration, curve_features, evidence_seconds, fit_calibration
+from avsync.sync.offset import lag_grid, read_curve
+from avsync.sync.speech import speech_mask
+
+#: Held-out wild speakers of the ``train`` split that calibrate confidence (and validate) by default:
+#: eight people, about a minute, from six sources (video-retalking, LRW, HDTF, MEAD, MSDWild, DINet).
+CALIBRATION_SPEAKERS = (
+    "vrt_face4_woman_blue_bg", "vrt_face5_woman_glasses_red", "lrw_man_glasses", "hdtf_RD_Radio2_woman_window",
+    "MEAD_W040", "msdwild_demo1_woman_B_blonde_car", "BillSkarsgard(actor)", "dinet_test19_blonde_woman",
+)
+#: Trial offsets (frames) of the calibration readings.
+OFFSETS = (-12, -8, -5, -3, -1, 0, 1, 3, 5, 8, 12)
+#: Lengths (s) of the stretches read besides the whole clip.
+LENGTHS_S = (0.6, 1.0, 2.0, 4.0)
+#: Own offsets beyond this (frames) are not trusted (see module docstring).
+MAX_OWN_OFFSET = 3.0
+#: Within this many frames of the truth (or the clip's own offset) counts as right.
+RIGHT_FRAMES = 1.5
+
+
+def crop_arrays(arr: dict, start: int, stop: int) -> dict:
+    """Frames [start, stop) of a clip's arrays, with only the audio under those frames (a short clip)."""
+    times = np.asarray(arr["times"])[start:stop]
+    fps = float(arr["fps"])
+    t_from, t_to = float(times[0]) - 0.5 / fps, float(times[-1]) + 0.5 / fps
+    hop = 1.0 / E2E_MEL.fps
+    t0 = float(arr["audio_t0"])
+    mel = arr["mel40"]
+    j0 = max(0, int(np.ceil((t_from - t0) / hop - 1e-9)))
+    j1 = min(len(mel), int(np.ceil((t_to - t0) / hop - 1e-9)))
+    out = {k: v[start:stop] for k, v in arr.items() if k in ("found", "lips", "crops", "flow")}
+    return {**arr, **out, "times": times, "mel40": mel[j0 : max(j0, j1)], "audio_t0": t0 + j0 * hop}
+
+
+@dataclass
+class Readings:
+    """Readings of an estimator on held-out clips (one row each)."""
+
+    clip: np.ndarray  # index into the bank
+    k: np.ndarray  # trial offset (frames)
+    seconds: np.ndarray  # length of the stretch read
+    whole: np.ndarray  # bool: the whole clip
+    error: np.ndarray  # frames: reading - k
+    features: np.ndarray  # (N, 3) curve features
+    speakers: list
+
+    def right(self) -> np.ndarray:
+        """Whether each reading is right (see module docstring)."""
+        own = self.own_offsets()
+        ref = np.array([own.get(int(c), 0.0) for c in self.clip])
+        return np.abs(self.error - ref) <= RIGHT_FRAMES
+
+    def own_offsets(self) -> dict[int, float]:
+        """Per clip: its own offset (frames), 0 where it is not trusted."""
+        out = {}
+        for c in np.unique(self.clip):
+            sel = (self.clip == c) & self.whole
+            med = float(np.median(self.error[sel])) if sel.any() else 0.0
+            out[int(c)] = med if abs(med) <= MAX_OWN_OFFSET else 0.0
+        return out
+
+
+def read_bank(estimator, bank: list, offsets=OFFSETS, lengths_s=LENGTHS_S, seed: int = 0,
+              stretches_per_length: int = 2) -> Readings:
+    """Readings of ``estimator`` on every clip of ``bank`` (``train.loop.Clip``), trial by trial."""
+    from avsync.api import RIVAL_EXCLUSION_FRAMES
+    from avsync.train.loop import shift_arrays
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ci, c in enumerate(bank):
+        fps = float(c.arr["fps"])
+        lags = lag_grid(15 / fps, fps)
+        excl = RIVAL_EXCLUSION_FRAMES / fps
+        for k in offsets:
+            if abs(k) * 3 >= c.n:
+                continue
+            trial = shift_arrays(c.arr, k)
+            n = len(trial["times"])
+            spans = [(0, n, True)]
+            for sec in lengths_s:
+                m = int(round(sec * fps))
+                if m + 2 > n:
+                    continue
+                for s in rng.integers(0, n - m + 1, size=stretches_per_length):
+                    spans.append((int(s), int(s) + m, False))
+            for a, b, whole in spans:
+                arr = trial if whole else crop_arrays(trial, a, b)
+                if not arr["found"].any():
+                    continue
+                prep = estimator.prepare_arrays(arr)
+                curve = estimator.file_curve(prep, lags, fps)
+                r = read_curve(lags, curve, excl)
+                if not np.isfinite(r.peak):
+                    continue
+                ev = evidence_seconds(arr["found"], arr["times"], speech_mask(arr["mel40"]), float(arr["audio_t0"]),
+                                      E2E_MEL.fps)
+                rows.append((ci, k, (b - a) / fps, whole, r.lag_s * fps - k, curve_features(lags, curve, r.index, excl, ev)))
+    if not rows:
+        return Readings(*(np.zeros(0) for _ in range(5)), np.zeros((0, 3)), [c.rec.speaker for c in bank])
+    ci, k, sec, whole, err, feats = zip(*rows)
+    return Readings(np.array(ci), np.array(k), np.array(sec), np.array(whole, bool), np.array(err), np.stack(feats),
+                    [c.rec.speaker for c in bank])
+
+
+def readings_metrics(r: Readings, prefix: str = "val") -> dict:
+    """Metrics of whole-clip readings: absolute and shift-consistent accuracy within ±1 frame, exact, MAE."""
+    w = r.whole
+    out = {f"{prefix}_trials": int(w.sum())}
+    if w.any():
+        e = np.abs(r.error[w])
+        out.update({f"{prefix}_acc_pm1": float((e <= RIGHT_FRAMES).mean()), f"{prefix}_acc_exact": float((e <= 0.5).mean()),
+                    f"{prefix}_acc_consistent": float(r.right()[w].mean()), f"{prefix}_mae_frames": float(e.mean())})
+    return out
+
+
+def calibrate(readings: Readings) -> Calibration:
+    """Fit the confidence of one estimator on its readings."""
+    right = readings.right()
+    own = readings.own_offsets()
+    info = {
+        "readings": int(len(right)), "right": float(right.mean()) if len(right) else None,
+        "speakers": sorted(set(readings.speakers)), "clips": len(readings.speakers),
+        "rule": f"right = within ±{RIGHT_FRAMES} frames of the clip's own offset (median whole-clip error, "
+                f"trusted up to ±{MAX_OWN_OFFSET:g} frames)",
+        "own_offsets_frames": {readings.speakers[c] + f"#{c}": round(v, 2) for c, v in own.items()},
+        "lengths_s": [*LENGTHS_S, "whole"], "offsets": list(OFFSETS),
+    }
+    if len(right) < 20 or right.all() or not right.any():
+        raise ValueError(f"cannot calibrate on {len(right)} readings with {int(right.sum())} right")
+    return fit_calibration(readings.features, right, info)
+
+
+def calibration_bank(estimator, data_dir: Path, speakers: list[str] | None = None) -> list:
+    """The cached clips of the held-out speakers that calibrate ``estimator``.
+
+    By default: the speakers its training held out for validation, else
+    ``CALIBRATION_SPEAKERS``. Speakers it was trained on are refused.
+    """
+    from avsync.train.cache import DEFAULT_CACHE, build_cache, manifest_clips
+    from avsync.train.loop import load_bank
+
+    summary = getattr(estimator, "training_summary", None) or {}
+    speakers = list(speakers or summary.get("val_speakers") or CALIBRATION_SPEAKERS)
+    seen = set(speakers) & set(summary.get("speakers", []))
+    if seen:
+        raise ValueError(f"{estimator.name} was trained on {sorted(seen)}: calibrate on held-out speakers")
+    recs = build_cache([r for r in manifest_clips(Path(data_dir), ("train",)) if r.speaker in set(speakers)])
+    return load_bank(recs, DEFAULT_CACHE)
+
+
+def main() -> None:
+    import json
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="a shipped model, NAME+modelfree, modelfree, or a checkpoint .pt")
+    ap.add_argument("--speakers", nargs="*", default=None,
+                    help="held-out train speakers (default: the model's validation speakers, else CALIBRATION_SPEAKERS)")
+    ap.add_argument("--out", type=Path, default=None, help="for a learned model: where to write the calibrated copy "
+                    "(default: in place; a shipped model is then registered again)")
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    a = ap.parse_args()
+
+    from avsync.api import load_model
+    from avsync.models.checkpoint import register, registered_path, rewrite_meta
+    from avsync.models.registry import registry, set_calibration
+
+    est = load_model(a.model)
+    readings = read_bank(est, calibration_bank(est, a.data, a.speakers))
+    cal = calibrate(readings)
+    metrics = readings_metrics(readings)
+    print(json.dumps({"metrics": metrics, "calibration": cal.to_dict()}, indent=1))
+    if a.model.endswith(".pt") or a.model in registry():
+        src = Path(a.model) if a.model.endswith(".pt") else registered_path(a.model)
+        out = a.out or src
+        old = {k: v for k, v in est.meta.get("metrics", {}).items() if not k.startswith("val_") and k != "confidence_scale"}
+        rewrite_meta(src, out, {"calibration": cal.to_dict(), "metrics": {**old, **metrics}})
+        if out == src and not a.model.endswith(".pt"):
+            register(out)  # a shipped model rewritten in place: record its new sha256
+        print(f"wrote {out}")
+    else:
+        set_calibration(a.model, cal.to_dict())
+        print(f"registry.json: calibration of {a.model}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Faces the tracker must find: phone videos stored sideways, tight face crops, small faces in wide shots.
+
+The inputs are real clips from ``../shared/data``, reframed at test time (in a
+tmp folder) the way VoxCeleb/LRS-style crops and wide shots frame a face.
+"""
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from avsync.extract import extract
+from avsync.face.tracker import FaceTracker, frame_to_rgb
+
+from conftest import clip_path
+
+#: A phone video whose frames are stored sideways, with a display matrix that turns them (train split).
+SIDEWAYS = "train/amrkh97__Lipify-LipReading__Prototype-Test-Videos__Alphabet_4.mp4"
+#: A 512x512 HDTF-style crop whose face the full-range detector misses once it is cropped tighter.
+PORTRAIT = "train/OpenTalker__SadTalker__test__examples__source_image__WDA_BobMenendez_000.mp4"
+#: A 512x512 anchor crop, used as a small face in a wide shot.
+ANCHOR = "train/sstzal__DFRF__dataset__vids__cnn2_25fps.mp4"
+
+
+def _frames(path, n=50):
+    out = []
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            out.append(frame_to_rgb(f))
+            if len(out) == n:
+                break
+    return out
+
+
+def _found_share(frames) -> float:
+    tr = FaceTracker(max_faces=2)
+    for im in frames:
+        tr.update(np.ascontiguousarray(im))
+    tr.close()
+    return max((t.n_found for t in tr.tracks), default=0) / len(frames)
+
+
+def test_sideways_phone_video_is_turned_upright_and_its_face_found():
+    path = clip_path(SIDEWAYS)
+    with av.open(str(path)) as c:
+        f = next(c.decode(video=0))
+        assert f.rotation == 90 and f.width > f.height  # stored sideways
+        up = frame_to_rgb(f)
+    assert up.shape[:2] == (f.width, f.height)  # shown upright: portrait
+    ext = extract(path, max_faces=1)
+    assert ext.tracks and ext.tracks[0].n_found >= 0.9 * ext.n_frames
+
+
+@pytest.mark.parametrize("keep", [0.6, 0.5])
+def test_tight_face_crop_cut_at_forehead_and_chin(keep):
+    """A 224x224 crop holding the middle of the face (the forehead and chin cut off), as VoxCeleb2/LRS crops."""
+    frames = _frames(clip_path(PORTRAIT))
+    h, w = frames[0].shape[:2]
+    s = int(min(h, w) * keep)
+    y0, x0 = int(h / 2 + 0.12 * h) - s // 2, w // 2 - s // 2
+    tight = [cv2.resize(im[y0 : y0 + s, x0 : x0 + s], (224, 224), interpolation=cv2.INTER_AREA) for im in frames]
+    assert _found_share(tight) >= 0.9
+
+
+def test_small_face_in_a_wide_shot():
+    """The anchor's 512-pixel crop shrunk to 80 pixels (a face of about 40) in a 1280x720 frame."""
+    frames = _frames(clip_path(ANCHOR))
+    wide = []
+    for im in frames:
+        small = cv2.resize(im, (80, 80), interpolation=cv2.INTER_AREA)
+        canvas = np.full((720, 1280, 3), 90, np.uint8)
+        canvas[240:320, 256:336] = small
+        wide.append(canvas)
+    assert _found_share(wide) >= 0.9
