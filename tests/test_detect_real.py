@@ -63,8 +63,8 @@ def test_mp4_aac_and_mkv_pcm_trials_agree(trial_factory, detect_cached):
 
 @pytest.fixture(scope="module")
 def ntsc_result(detect_cached):
-    # These tests are about 29.97 fps timing, so they pin the model-free estimator: the default
-    # learned model (pm-small) has no clear peak on this clip (confidence 0.0; see docs/BENCHMARKS.md).
+    # These tests are about 29.97 fps timing, so they pin the model-free estimator: they must not
+    # change when the default learned model does.
     return detect_cached(clip_path(NTSC_CLIP), model="modelfree")
 
 

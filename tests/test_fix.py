@@ -12,7 +12,7 @@ import pytest
 import avsync
 from avsync.errors import AvsyncError, OutputError, UsageError
 from avsync.media import read_audio
-from conftest import FRAME_25_MS, assert_cli_error, grid_clip, sha256
+from conftest import FRAME_25_MS, assert_cli_error, clip_path, grid_clip, sha256
 
 remux = importlib.import_module("avsync.correct.remux")
 
@@ -233,6 +233,23 @@ def test_cli_fix_detects_then_corrects(cli, fixed, detect_cached, tmp_path):
     untouched = detect_cached(grid_clip("lwbsza"))
     after = detect_cached(dst)
     assert abs(after.offset_ms - untouched.offset_ms) <= 1.5 * FRAME_25_MS
+
+
+def test_cli_fix_applies_a_reliable_detection_without_force(cli, trial_factory, detect_cached, tmp_path):
+    """On a clean talking head (a 30 fps address, unseen speaker) the default model is sure enough for `fix`
+    to act without --force, and the fixed copy then reads in sync."""
+    src = clip_path("dev/sstzal__DFRF__dataset__vids__french.mp4")
+    frame_ms = 1000.0 / 30
+    own = detect_cached(src).offset_ms  # the source's own offset as the model reads it
+    trial = trial_factory(src, 4, ".mp4")
+    dst = tmp_path / "fixed.mp4"
+    proc = cli("fix", trial.path, "-o", dst, "--json")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["detected"]["reliable"] and d["detected"]["confidence"] >= 0.9
+    assert abs(d["applied_offset_ms"] - (trial.truth_ms + own)) <= 1.5 * frame_ms
+    after = detect_cached(dst)  # the source's own offset is corrected too
+    assert after.in_sync and abs(after.offset_ms) <= frame_ms, after.sentence()
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])

@@ -158,6 +158,17 @@ def test_speaker_disjoint_split():
     assert len(tr) + len(va) == len(recs)
 
 
+def test_max_clips_keeps_the_first_clips_of_each_speaker():
+    from avsync.train.loop import first_clips_per_speaker
+
+    recs = manifest_clips(DATA, ("train",))
+    kept = first_clips_per_speaker(recs, 2)
+    speakers = {r.speaker for r in recs}
+    assert {r.speaker for r in kept} == speakers
+    assert all(sum(r.speaker == s for r in kept) == min(2, sum(r.speaker == s for r in recs)) for s in speakers)
+    assert kept == [r for r in recs if r in kept]  # manifest order kept
+
+
 def test_diag_avg_reads_a_shifted_diagonal():
     n, k = 12, 4
     for true in (-3, 0, 2):

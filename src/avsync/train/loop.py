@@ -334,6 +334,17 @@ def split_speakers(recs: list[ClipRecord], val_speakers: list[str]) -> tuple[lis
     return train, val
 
 
+def first_clips_per_speaker(recs: list[ClipRecord], n: int) -> list[ClipRecord]:
+    """The first ``n`` clips of each speaker, in manifest order (``max_clips``: quick runs and tests)."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in recs:
+        seen[r.speaker] = seen.get(r.speaker, 0) + 1
+        if seen[r.speaker] <= n:
+            out.append(r)
+    return out
+
+
 def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLike, resume: bool = False,
           cache: Path = DEFAULT_CACHE, progress: bool = True, steps: int | None = None) -> Path:
     """Train one config; returns the path of the final checkpoint (``<out>/<name>.pt``)."""
@@ -358,8 +369,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     if "dev" in tcfg["splits"]:
         raise ValueError("the dev split is for choosing and reporting; never train on it")
     if tcfg["max_clips"]:
-        keep = [r for r in recs if r.speaker != "grid_s1"] + [r for r in recs if r.speaker == "grid_s1"][: tcfg["max_clips"]]
-        recs = keep
+        recs = first_clips_per_speaker(recs, int(tcfg["max_clips"]))
     recs = build_cache(recs, cache) if rank == 0 else recs
     if world > 1:
         torch.distributed.barrier()
