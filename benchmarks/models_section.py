@@ -112,6 +112,10 @@ def models_section(data: Path, workdir: Path, date: str, machine: str, cmdline: 
              "(failures wrong). **Reliable: share / right:** share of clip-level trials marked reliable "
              f"(confidence ≥ {RELIABLE_CONFIDENCE:g}) / share of those within ±1 frame. n/a: the model's report "
              "predates these figures.\n")
+    left = [n for n in ["modelfree", *sorted(reg), *sorted(fus)] if n not in names]
+    if left:
+        L.append(f"- **Not in this run** (`--models`): {', '.join(f'`{n}`' for n in left)}; their figures are in "
+                 "earlier versions of this page (`git log -p docs/BENCHMARKS.md`), on the dev split of that time.\n")
     L.append("| model | family | visual input | params | size | train steps / min | val ±1 (held-out train speakers) "
              "| dev clip ±1: all / GRID others / in-the-wild | dev clip shift-consistent ±1 | dev clip reliable: share / right "
              "| dev LRS2 5 / 15 frames | dev strict N=20 ±1 | dev rMSE (frames) | scoring × real time |")

@@ -236,12 +236,12 @@ def test_cli_fix_detects_then_corrects(cli, fixed, detect_cached, tmp_path):
 
 
 def test_cli_fix_applies_a_reliable_detection_without_force(cli, trial_factory, detect_cached, tmp_path):
-    """On a clean talking head (a 30 fps address, unseen speaker) the default model is sure enough for `fix`
+    """On a clean talking head (an interview, unseen speaker) the default model is sure enough for `fix`
     to act without --force, and the fixed copy then reads in sync."""
-    src = clip_path("dev/sstzal__DFRF__dataset__vids__french.mp4")
-    frame_ms = 1000.0 / 30
+    src = clip_path("dev/facebookresearch__VisualVoice__interview.mp4")
     own = detect_cached(src).offset_ms  # the source's own offset as the model reads it
-    trial = trial_factory(src, 4, ".mp4")
+    trial = trial_factory(src, 6, ".mp4")
+    frame_ms = 1000.0 / trial.fps
     dst = tmp_path / "fixed.mp4"
     proc = cli("fix", trial.path, "-o", dst, "--json")
     assert proc.returncode == 0, proc.stderr

@@ -128,6 +128,7 @@ def test_tiny_training_run_lowers_the_loss_and_resumes(tmp_path):
     obj = read_checkpoint(path)
     t = obj["training"]
     assert t["steps"] == 60
+    assert t["train_seconds"] > first["training"]["train_seconds"]  # the resumed session adds to the first
     assert t["loss_last"] < 0.9 * t["loss_first"], t
     # self-describing: speakers and clips it saw, and none of the held-out speaker
     assert "grid_s1" in t["speakers"] and "vrt_face5_woman_glasses_red" not in t["speakers"]

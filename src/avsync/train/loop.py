@@ -409,11 +409,12 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     batcher = Batcher(mcfg["family"], model.visual_kind, tcfg, mcfg, sampler, seed * 1000 + rank)
 
     state_path = out / "last.pt"
-    step, history = 0, []
+    step, history, before_s = 0, [], 0.0  # before_s: training seconds of the sessions a resume continues
     if resume and state_path.exists():
         st = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(st["model"]), opt.load_state_dict(st["opt"])
         step, history = int(st["step"]), [float(x) for x in st["history"]]
+        before_s = float(st.get("train_seconds", 0.0))  # states from before this was recorded: 0
         sampler.rng = np.random.default_rng(int(st["step"]) + seed * 7919 + rank)
         batcher.g.manual_seed(int(st["step"]) + seed + rank)
     out.mkdir(parents=True, exist_ok=True)
@@ -448,7 +449,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
             if bar is not None:
                 bar.update(task, completed=step, loss=float(np.mean(history[-50:])))
             if rank == 0 and (step % tcfg["save_every"] == 0 or step == tcfg["steps"]):
-                _save_state(state_path, model, opt, step, history)
+                _save_state(state_path, model, opt, step, history, before_s + time.time() - t0)
                 if log_lines:
                     print(f"{name}: step {step}/{tcfg['steps']}, loss {np.mean(history[-tcfg['save_every']:]):.4f}, "
                           f"lr {lr_at(step - 1, tcfg['steps'], tcfg['lr']):.2e}, {time.time() - t0:.0f} s",
@@ -456,7 +457,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     finally:
         if bar is not None:
             bar.stop()
-    train_s = time.time() - t0
+    train_s = before_s + time.time() - t0
     if rank != 0:
         return out / f"{name}.pt"
 
@@ -518,10 +519,10 @@ def lr_at(step: int, total: int, peak: float) -> float:
     return float(peak * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))))
 
 
-def _save_state(path: Path, model, opt, step: int, history: list[float]) -> None:
+def _save_state(path: Path, model, opt, step: int, history: list[float], train_s: float) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "history": torch.tensor(history)}, tmp)
+                "history": torch.tensor(history), "train_seconds": float(train_s)}, tmp)
     os.replace(tmp, path)
 
 
