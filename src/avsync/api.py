@@ -181,13 +181,17 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
 
     max_s = (opts.max_offset_ms / 1000.0) if opts.max_offset_ms else DEFAULT_MAX_OFFSET_FRAMES / fps
     lags = lag_grid(max_s, fps)
-    readings = []
-    for f in faces:  # only the curves are kept: a long file can hold hundreds of faces
-        curve = estimator.file_curve(estimator.prepare(ext, f["index"]), lags, fps)
+    def rank(r):  # the active face is the one whose lips agree best with the voice
+        return r[2].confidence, np.nan_to_num(r[2].peak, nan=-np.inf)
+
+    readings, best, best_prep = [], None, None
+    for f in faces:  # only the curves are kept (a long file can hold hundreds of faces), and the best face's input
+        prep = estimator.prepare(ext, f["index"])
+        curve = estimator.file_curve(prep, lags, fps)
         evidence = evidence_seconds(f["found"], ext.times, speech, ext.audio_t0, E2E_MEL.fps)
         readings.append((f, curve, _read(lags, curve, fps, estimator, evidence)))
-    # The active face is the one whose lips agree best with the voice.
-    best = max(readings, key=lambda r: (r[2].confidence, np.nan_to_num(r[2].peak, nan=-np.inf)))
+        if best is None or rank(readings[-1]) > rank(best):
+            best, best_prep = readings[-1], (prep if opts.window_frames else None)
     f, curve, reading = best
     offset_ms = reading.lag_s * 1000.0
     tol_ms = opts.tolerance_frames * frame_ms(fps)
@@ -208,8 +212,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     ]
     windows = None
     if opts.window_frames:
-        windows = _windows(ext, estimator, estimator.prepare(ext, f["index"]), lags, opts.window_frames, fps,
-                           f["found"], speech)
+        windows = _windows(ext, estimator, best_prep, lags, opts.window_frames, fps, f["found"], speech)
     confidence = round(reading.confidence, 2)
     return SyncResult(
         path=ext.info.path,
