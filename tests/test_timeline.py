@@ -1,0 +1,95 @@
+"""The offset-over-time model choice (sync/timeline.py): pure maths on segment readings."""
+import numpy as np
+import pytest
+
+from avsync.sync.timeline import fit_timeline
+
+FRAME_MS = 40.0
+
+
+def _segments(duration_s, seg_s=4.0):
+    starts = np.arange(0.0, duration_s - seg_s + 1e-9, seg_s)
+    return starts, starts + seg_s
+
+
+def _noisy(truth, rng, noise_ms=8.0, outliers=0):
+    y = truth + rng.normal(0, noise_ms, len(truth))
+    idx = rng.choice(len(truth), outliers, replace=False)
+    y[idx] += rng.choice([-1, 1], outliers) * rng.uniform(120, 400, outliers)
+    return y
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_constant_with_outliers_stays_constant(seed):
+    rng = np.random.default_rng(seed)
+    s, e = _segments(300)
+    y = _noisy(np.full(len(s), 80.0), rng, outliers=len(s) // 6)
+    tl = fit_timeline(s, e, y, np.full(len(s), 0.7), FRAME_MS)
+    assert tl.kind == "constant"
+    assert abs(tl.offset_ms - 80.0) < 8
+    assert tl.change_points_s == () and tl.drift_ms_per_min == 0.0
+    assert np.allclose(tl.offset_at([0, 150, 299]), tl.offset_ms)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_linear_drift_is_found_with_its_rate(seed):
+    rng = np.random.default_rng(seed)
+    s, e = _segments(42 * 60, seg_s=8.0)
+    rate = 4.3  # ms per minute: 0 -> ~180 ms over 42 min
+    t = 0.5 * (s + e)
+    y = _noisy(rate * t / 60.0, rng, noise_ms=12.0, outliers=len(s) // 8)
+    tl = fit_timeline(s, e, y, np.full(len(s), 0.6), FRAME_MS)
+    assert tl.kind == "linear"
+    assert abs(tl.drift_ms_per_min - rate) < 0.2 * rate
+    assert abs(tl.offset_at(0.0) - 0.0) < 15
+    assert abs(tl.offset_at(42 * 60) - 180.6) < 20
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_edit_gives_a_change_point(seed):
+    rng = np.random.default_rng(seed)
+    s, e = _segments(60, seg_s=3.0)
+    t = 0.5 * (s + e)
+    truth = np.where(t < 31.0, 0.0, 7 * FRAME_MS)
+    y = _noisy(truth, rng, outliers=2)
+    tl = fit_timeline(s, e, y, np.full(len(s), 0.8), FRAME_MS)
+    assert tl.kind == "piecewise"
+    assert len(tl.change_points_s) == 1
+    assert abs(tl.change_points_s[0] - 31.0) <= 3.0  # within one segment
+    assert [round(p.offset_ms / FRAME_MS) for p in tl.pieces] == [0, 7]
+    assert tl.offset_at(10.0) == pytest.approx(tl.pieces[0].offset_ms)
+    assert tl.offset_at(50.0) == pytest.approx(tl.pieces[1].offset_ms)
+
+
+def test_sub_frame_changes_are_not_worth_a_more_complex_model():
+    # A half-frame step and a half-frame drift: not enough to leave "constant".
+    s, e = _segments(120)
+    t = 0.5 * (s + e)
+    for truth in (np.where(t < 60, 0.0, 0.5 * FRAME_MS), 0.5 * FRAME_MS * t / 120):
+        tl = fit_timeline(s, e, truth, np.ones(len(s)), FRAME_MS)
+        assert tl.kind == "constant"
+
+
+def test_one_wild_reading_buys_no_change_point():
+    s, e = _segments(40)
+    y = np.zeros(len(s))
+    y[-1] = 400.0  # the last segment read wrong
+    assert fit_timeline(s, e, y, np.ones(len(s)), FRAME_MS).kind == "constant"
+
+
+def test_missing_readings_are_skipped_and_all_missing_gives_none():
+    s, e = _segments(40)
+    y = [None] * len(s)
+    assert fit_timeline(s, e, y, np.ones(len(s)), FRAME_MS) is None
+    y[3] = 120.0
+    tl = fit_timeline(s, e, y, np.ones(len(s)), FRAME_MS)
+    assert tl.kind == "constant" and tl.offset_ms == pytest.approx(120.0)
+
+
+def test_to_dict_has_the_documented_fields():
+    s, e = _segments(60, seg_s=3.0)
+    t = 0.5 * (s + e)
+    tl = fit_timeline(s, e, np.where(t < 30, 0.0, 200.0), np.ones(len(s)), FRAME_MS)
+    d = tl.to_dict()
+    assert set(d) >= {"kind", "offset_ms", "drift_ms_per_min", "change_points_s", "residual_ms"}
+    assert d["kind"] == "piecewise" and d["change_points_s"] == [30.0]
