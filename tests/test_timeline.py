@@ -93,3 +93,20 @@ def test_to_dict_has_the_documented_fields():
     d = tl.to_dict()
     assert set(d) >= {"kind", "offset_ms", "drift_ms_per_min", "change_points_s", "residual_ms"}
     assert d["kind"] == "piecewise" and d["change_points_s"] == [30.0]
+
+
+def test_words_for_an_edit_and_for_drift():
+    from avsync.sync.timeline import clock, describe
+
+    s, e = _segments(1500, seg_s=10.0)
+    t = 0.5 * (s + e)
+    edit = fit_timeline(s, e, np.where(t < 751, 0.0, 200.0), np.ones(len(s)), FRAME_MS).to_dict()
+    assert describe(edit, 40.0) == "audio is in sync until 12:30, then 200 ms late: an edit"
+    s, e = _segments(42 * 60, seg_s=10.0)
+    drift = fit_timeline(s, e, 4.3 * (0.5 * (s + e)) / 60, np.ones(len(s)), FRAME_MS).to_dict()
+    words = describe(drift, 40.0)
+    assert words.startswith("audio drifts from 0 ms to 181 ms late over 42 min (+4.3 ms/min)"), words
+    ntsc = fit_timeline(s, e, 60.0 * (0.5 * (s + e)) / 60, np.ones(len(s)), FRAME_MS).to_dict()
+    assert "1000/1001 (NTSC)" in describe(ntsc, 40.0)
+    assert describe(fit_timeline(s, e, np.zeros(len(s)), np.ones(len(s)), FRAME_MS).to_dict(), 40.0) is None
+    assert clock(3725.4) == "1:02:05" and clock(59.6) == "1:00"

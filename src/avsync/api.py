@@ -23,7 +23,10 @@ from avsync.extract import Extraction, ProgressHook, extract
 from avsync.result import FaceInfo, SyncResult, WindowEstimate
 from avsync.sync.confidence import curve_features, evidence_seconds
 from avsync.sync.offset import lag_grid, read_curve, rival_index
+from avsync.media.shots import shot_index, shots_from_cuts
+from avsync.sync.segments import choose, frame_speech, plan_segments, read_face
 from avsync.sync.speech import speech_mask
+from avsync.sync.timeline import fit_timeline
 
 #: Confidence at or above which an answer is marked reliable. A calibrated
 #: estimator's confidence is the probability, fitted on held-out speakers of
@@ -109,6 +112,7 @@ class DetectOptions:
     window_frames: int | None = None
     max_faces: int = 4
     model: str | None = None  # None: default_model()
+    face: int | None = None  # read only this face track (its number in ``faces``)
 
     def check(self) -> None:
         if self.max_offset_ms is not None and not (0 < self.max_offset_ms <= MAX_SEARCH_MS):
@@ -119,6 +123,8 @@ class DetectOptions:
             raise UsageError("--window-frames must be at least 3")
         if not 1 <= self.max_faces <= 16:
             raise UsageError("--max-faces must be between 1 and 16")
+        if self.face is not None and self.face < 0:
+            raise UsageError("--face must be a face number (>= 0) from the result's faces")
         if self.model is not None and not _known(self.model):
             raise ModelError(f"unknown model {self.model!r}; available: {', '.join(available_models())} "
                              "or a .pt checkpoint")
@@ -132,6 +138,7 @@ def detect(
     window_frames: int | None = None,
     max_faces: int = 4,
     model: str | None = None,
+    face: int | None = None,
     progress: ProgressHook | None = None,
     extraction: Extraction | None = None,
 ) -> SyncResult:
@@ -141,7 +148,7 @@ def detect(
     picture. Raises a specific ``AvsyncError`` for unusable input. A
     precomputed ``extraction`` (from ``avsync.extract.extract``) skips decoding.
     """
-    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, model)
+    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, model, face)
     opts.check()
     estimator = load_model(opts.model)
     crops = getattr(estimator, "needs_crops", False)
@@ -173,6 +180,12 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         raise TooShortError(f"video is too short to judge sync ({duration:.2f} s < {MIN_JUDGE_SECONDS} s): {name}")
     min_frames = int(np.ceil(MIN_JUDGE_SECONDS * fps))
     faces = [f for f in _face_infos(ext) if f["found"].sum() >= min_frames]
+    if opts.face is not None:
+        numbers = [f["track"].track_id for f in faces]
+        if opts.face not in numbers:
+            raise UsageError(f"--face {opts.face}: no such face in {name} (faces: "
+                             f"{', '.join(map(str, numbers)) or 'none'})")
+        faces = [f for f in faces if f["track"].track_id == opts.face]
     if not faces:
         raise NoFaceError(f"no face found in the video: cannot read lips ({name})")
     speech = speech_mask(ext.mel40)
@@ -184,18 +197,34 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     def rank(r):  # the active face is the one whose lips agree best with the voice
         return r[2].confidence, np.nan_to_num(r[2].peak, nan=-np.inf)
 
+    heard = frame_speech(ext.times, speech, ext.audio_t0, E2E_MEL.fps)
+    seen = np.any([f["found"] for f in faces], axis=0)
+    spans = plan_segments(heard, seen, shot_index(ext.n_frames, ext.cuts), 1.0 / fps)
+    per_face: dict[int, dict] = {}
+
     readings, best, best_prep = [], None, None
     for f in faces:  # only the curves are kept (a long file can hold hundreds of faces), and the best face's input
         prep = estimator.prepare(ext, f["index"])
         curve = estimator.file_curve(prep, lags, fps)
         evidence = evidence_seconds(f["found"], ext.times, speech, ext.audio_t0, E2E_MEL.fps)
         readings.append((f, curve, _read(lags, curve, fps, estimator, evidence)))
+        per_face[f["track"].track_id] = read_face(
+            spans, f["found"], fps,
+            lambda a, n, prep=prep: estimator.scores(prep, lags, np.array([a]), n)[0],
+            lambda c, a, b, f=f: _read(lags, c, fps, estimator, float((f["found"][a:b] & heard[a:b]).sum() / fps)))
         if best is None or rank(readings[-1]) > rank(best):
             best, best_prep = readings[-1], (prep if opts.window_frames else None)
     f, curve, reading = best
     offset_ms = reading.lag_s * 1000.0
     tol_ms = opts.tolerance_frames * frame_ms(fps)
 
+    segments = choose(spans, ext.times, fps, per_face)
+    timeline = fit_timeline([g.start_s for g in segments], [g.end_s for g in segments],
+                            [g.offset_ms for g in segments], [g.confidence for g in segments], frame_ms(fps))
+    speaking: dict[int, float] = {}
+    for g in segments:
+        if g.face is not None:
+            speaking[g.face] = speaking.get(g.face, 0.0) + g.speech_s
     face_list = [
         FaceInfo(
             track_id=r[0]["track"].track_id,
@@ -207,6 +236,9 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
             offset_ms=round(r[2].lag_s * 1000.0, 1) if np.isfinite(r[2].peak) else None,
             confidence=round(r[2].confidence, 2),
             active=r is best,
+            shot=r[0]["track"].shot,
+            box=r[0]["track"].median_box(),
+            speaking_s=round(speaking.get(r[0]["track"].track_id, 0.0), 2),
         )
         for r in readings
     ]
@@ -232,6 +264,9 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         search_ms=round(max_s * 1000.0, 1),
         faces=face_list,
         windows=windows,
+        shots=[s.to_dict() for s in shots_from_cuts(ext.times, ext.cuts, 1.0 / fps)],
+        segments=[g.to_dict() for g in segments],
+        timeline=timeline.to_dict() if timeline is not None else None,
         curve={"lags_ms": np.round(lags * 1000.0, 2).tolist(), "scores": np.round(curve, 5).tolist()},
     )
 

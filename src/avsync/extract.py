@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import queue
+from collections import deque
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from avsync.constants import MAX_ANALYSIS_FPS
 from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMediaError
 from avsync.face.tracker import FaceTrack, FaceTracker, frame_to_rgb
 from avsync.media.decode import MediaInfo, is_truncated, iter_audio_chunks, iter_video_frames, probe
+from avsync.media.shots import ShotDetector
 
 ProgressHook = Callable[[float], None]
 
@@ -45,6 +47,8 @@ class Extraction:
     audio_duration_s: float
     #: Time (s) of mel80 frame 0 (None: audio_t0). Differs only in sliced trials.
     mel80_t0: float | None = None
+    #: Analysed frames that begin a new shot (cuts); no face track crosses one.
+    cuts: list[int] = field(default_factory=list)
 
     @property
     def mel80_origin(self) -> float:
@@ -123,6 +127,9 @@ def extract(
     vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop), daemon=True)
     vt.start()
     tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops)
+    shots = ShotDetector(fps=min(info.fps or MAX_ANALYSIS_FPS, MAX_ANALYSIS_FPS))
+    held: deque = deque()
+    cuts: set[int] = set()
     times: list[float] = []
     total = info.duration_s or 0.0
     try:
@@ -134,9 +141,17 @@ def extract(
                 raise item
             t, rgb = item
             times.append(t)
-            tracker.update(rgb)
+            # The cut detector looks a few frames ahead, so the tracker is fed
+            # that many frames behind, and told of a cut before its first frame.
+            cuts.update(shots.push(rgb))
+            held.append(rgb)
+            if len(held) > ShotDetector.LOOKAHEAD:
+                _track(tracker, held, cuts)
             if progress is not None and total > 0 and len(times) % 25 == 0:
                 progress(min(1.0, (t - info.video_start_s) / total))
+        cuts.update(shots.cut_frames())
+        while held:
+            _track(tracker, held, cuts)
     finally:
         stop.set()
         tracker.close()
@@ -155,9 +170,17 @@ def extract(
         mel40=audio["mel40"],
         mel80=audio["mel80"],
         audio_duration_s=float(audio["duration"]),
+        cuts=sorted(cuts),
     )
     _check_complete(ext)
     return ext
+
+
+def _track(tracker: FaceTracker, held: deque, cuts: set[int]) -> None:
+    """Give the tracker the oldest held frame, starting a new shot first if a cut begins there."""
+    if tracker.n_frames in cuts:
+        tracker.new_shot()
+    tracker.update(held.popleft())
 
 
 def _check_complete(ext: Extraction) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from avsync.sync.timeline import describe
+
 
 @dataclass
 class FaceInfo:
@@ -16,6 +18,9 @@ class FaceInfo:
     offset_ms: float | None
     confidence: float
     active: bool  # the face whose lips the answer is read from
+    shot: int = 0  # the shot the face is seen in (a track never crosses a cut)
+    box: list[float] | None = None  # median face box [x, y, w, h] in frame pixels
+    speaking_s: float = 0.0  # seconds of speech in segments where this face is the active speaker
 
 
 @dataclass
@@ -50,6 +55,14 @@ class SyncResult:
     caution: str | None = None
     faces: list[FaceInfo] = field(default_factory=list)
     windows: list[WindowEstimate] | None = None
+    #: Shots as [{start_s, end_s}] (times from the first frame).
+    shots: list[dict] = field(default_factory=list)
+    #: The offset over time: spans of a few seconds of speech, each read on its own
+    #: ([{start_s, end_s, offset_ms, confidence, face, shot, speech_s, reason}]; offset_ms None with a reason
+    #: where there is no speech or no face).
+    segments: list[dict] = field(default_factory=list)
+    #: The fitted model of the offset over time (sync/timeline.py), None when no segment could be read.
+    timeline: dict | None = None
     curve: dict | None = None
 
     @property
@@ -74,6 +87,9 @@ class SyncResult:
         verdict = "in sync" if self.in_sync else "out of sync"
         tol = f"±{self.tolerance_ms:.0f} ms"
         text = f"{where}; confidence {self.confidence:.2f} -> {verdict} (tolerance {tol})"
+        over_time = describe(self.timeline, self.tolerance_ms)
+        if over_time:
+            text += f"; {over_time}"
         if not self.reliable:
             text += f"; low confidence ({self.caution or 'weak evidence'}): treat with caution"
         return text

@@ -52,6 +52,10 @@ class FaceTrack:
     crops: list = field(default_factory=list)
     #: Per analysed frame (from ``first_frame``): face box side in pixels, NaN if lost.
     sizes: list = field(default_factory=list)
+    #: Per analysed frame (from ``first_frame``): face box centre (x, y) in pixels, NaN if lost.
+    centres: list = field(default_factory=list)
+    #: The shot the track lives in (a track never crosses a cut).
+    shot: int = 0
 
     def landmarks(self, n_frames: int) -> np.ndarray:
         """(n_frames, K, 3) key landmarks over the whole analysed timeline."""
@@ -77,6 +81,16 @@ class FaceTrack:
         sizes = np.asarray(self.sizes, dtype=float)
         return float(np.nanmedian(sizes)) if np.isfinite(sizes).any() else 0.0
 
+    def median_box(self) -> list[float] | None:
+        """The median face box ``[x, y, w, h]`` in frame pixels (square: the mesh's extent), None if never found."""
+        c = np.asarray(self.centres, dtype=float).reshape(-1, 2)
+        ok = np.isfinite(c).all(1)
+        if not ok.any():
+            return None
+        cx, cy = np.median(c[ok], axis=0)
+        side = self.median_size()
+        return [round(float(cx - side / 2), 1), round(float(cy - side / 2), 1), round(side, 1), round(side, 1)]
+
     def sliced(self, start: int, stop: int) -> "FaceTrack":
         """This track over analysed frames [start, stop), renumbered from 0."""
         lo = max(start, self.first_frame)
@@ -87,6 +101,8 @@ class FaceTrack:
             key=self.key[a:b],
             crops=self.crops[a:b] if self.crops else [],
             sizes=self.sizes[a:b],
+            centres=self.centres[a:b],
+            shot=self.shot,
         )
 
 
@@ -208,6 +224,8 @@ class FaceTracker:
         self._inflight: tuple[int, np.ndarray, list] | None = None
         self._retired: list[_Active] = []
         self._free: list[list] = []  # mesh-graph pairs of finished tracks, for reuse
+        self._shot = 0
+        self._search_now = False  # the next frame starts a shot: look for faces at once
 
     # -- detection ------------------------------------------------------------
     def _detect(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
@@ -331,9 +349,10 @@ class FaceTracker:
         # Look for faces: at the start, every `redetect_every` frames for new
         # ones, and every few frames while a face is lost (after a cut, say).
         any_lost = any(a.misses for a in self._active)
-        if (not self._active and fi % _SEARCH_EVERY == 0) or (any_lost and fi % _SEARCH_EVERY == 0) or (
+        if self._search_now or (not self._active and fi % _SEARCH_EVERY == 0) or (any_lost and fi % _SEARCH_EVERY == 0) or (
             fi % self.redetect_every == 0 and len(self._active) < self.max_faces
         ):
+            self._search_now = False
             self._add_faces(rgb, fi)
         jobs = []
         for act in self._active:
@@ -355,7 +374,7 @@ class FaceTracker:
             if len(self._active) >= self.max_faces:
                 continue
             # A detection becomes a track only once the mesh confirms a face there.
-            cand = _Active(FaceTrack(track_id=-1, first_frame=fi), box, self._take_meshes())
+            cand = _Active(FaceTrack(track_id=-1, first_frame=fi, shot=self._shot), box, self._take_meshes())
             cand.pending = self._mesh(cand.meshes[fi % 2], box, rgb)
             if cand.pending is None:
                 self._free.append(cand.meshes)
@@ -394,6 +413,7 @@ class FaceTracker:
             key = pts[: len(_KEY)]
             tr.key.append(key)
             tr.sizes.append(act.box[2])
+            tr.centres.append(act.box[:2])
             if self.keep_crops:
                 tr.crops.append(cv2.cvtColor(mouth_crop(rgb, key), cv2.COLOR_RGB2GRAY))
         # Two live tracks on one face: keep the older one.
@@ -403,6 +423,17 @@ class FaceTracker:
                     self._retire(a)
                     break
 
+    def new_shot(self) -> None:
+        """The next frame starts a new shot: every live track ends here, and faces are searched for afresh.
+
+        Call it before ``update`` of the first frame after a cut.
+        """
+        self.flush()
+        for act in list(self._active):
+            self._retire(act)
+        self._shot += 1
+        self._search_now = True
+
     def _retire(self, act: _Active) -> None:
         self._active.remove(act)
         self._retired.append(act)
@@ -410,6 +441,7 @@ class FaceTracker:
     def _append_lost(self, tr: FaceTrack) -> None:
         tr.key.append(np.full((len(KEY_INDICES), 3), np.nan, np.float32))
         tr.sizes.append(np.nan)
+        tr.centres.append((np.nan, np.nan))
         if self.keep_crops:
             tr.crops.append(None)
 

@@ -37,15 +37,20 @@ class ShotDetector:
     ``fps`` is the analysis frame rate (it sets the shortest shot in frames).
     """
 
+    #: Frames the detector looks ahead: a cut at frame i is known once frame i + LOOKAHEAD is pushed.
+    LOOKAHEAD = 2
+
     def __init__(self, fps: float):
         from scenedetect.detectors import AdaptiveDetector
 
-        self._det = AdaptiveDetector(min_scene_len=max(2, int(round(MIN_SHOT_S * fps))))
+        self._det = AdaptiveDetector(min_scene_len=max(2, int(round(MIN_SHOT_S * fps))),
+                                     window_width=self.LOOKAHEAD)
         self._n = 0
         self._cuts: list[int] = []
 
-    def push(self, rgb: np.ndarray) -> None:
-        """Add the next frame (H, W, 3) RGB uint8."""
+    def push(self, rgb: np.ndarray) -> list[int]:
+        """Add the next frame (H, W, 3) RGB uint8; returns the cuts it revealed (frame indices, at most
+        ``LOOKAHEAD`` frames back)."""
         import cv2
 
         h, w = rgb.shape[:2]
@@ -53,8 +58,10 @@ class ShotDetector:
             rgb = cv2.resize(rgb, (SHOT_FRAME_WIDTH, max(2, round(h * SHOT_FRAME_WIDTH / w))),
                              interpolation=cv2.INTER_AREA)
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        self._cuts.extend(self._det.process_frame(self._n, bgr))
+        new = [c for c in self._det.process_frame(self._n, bgr) if c > 0]
+        self._cuts.extend(new)
         self._n += 1
+        return new
 
     def cut_frames(self) -> list[int]:
         """Indices of the frames that begin a new shot (flushes the detector's look-ahead)."""

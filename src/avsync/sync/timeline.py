@@ -74,6 +74,8 @@ class Timeline:
     pieces: tuple[Piece, ...] = field(default_factory=tuple)
     #: The criterion's value for every kind that was tried (lower is better).
     scores: dict = field(default_factory=dict)
+    #: The span read: from the first segment with a reading to the end of the last (s).
+    span_s: tuple[float, float] = (0.0, 0.0)
 
     def offset_at(self, t_s) -> np.ndarray:
         t = np.asarray(t_s, dtype=np.float64)
@@ -91,6 +93,7 @@ class Timeline:
             "drift_ms_per_min": round(self.drift_ms_per_min, 3),
             "change_points_s": [round(c, 3) for c in self.change_points_s],
             "residual_ms": round(self.residual_ms, 2),
+            "span_s": [round(self.span_s[0], 3), round(self.span_s[1], 3)],
             "pieces": [{"start_s": round(p.start_s, 3), "end_s": round(p.end_s, 3),
                         "offset_ms": round(p.offset_ms, 2)} for p in self.pieces],
         }
@@ -267,4 +270,54 @@ def fit_timeline(
                 best_score = score
 
     return Timeline(best.kind, best.offset_ms, best.drift_ms_per_min, best.change_points_s,
-                    best.residual_ms, best.intercept_ms, best.pieces, scores)
+                    best.residual_ms, best.intercept_ms, best.pieces, scores, (first, last))
+
+
+def clock(t_s: float) -> str:
+    """A time as m:ss, or h:mm:ss from an hour on."""
+    t = int(round(max(t_s, 0.0)))
+    h, m, sec = t // 3600, (t // 60) % 60, t % 60
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def _state(offset_ms: float, tolerance_ms: float) -> str:
+    if abs(offset_ms) <= tolerance_ms:
+        return "in sync"
+    return f"{abs(offset_ms):.0f} ms {'late' if offset_ms > 0 else 'early'}"
+
+
+#: Drift rates (ms per minute) of common frame-rate mix-ups: 1000/1001 (NTSC) is
+#: 60 ms/min, 24 <-> 25 fps is 2,500 ms/min.
+_RATE_MIXUPS = {"a 1000/1001 (NTSC) frame-rate mismatch": 60_000 * (1001 / 1000 - 1),
+                "a 24/25 fps speed change": 60_000 * (25 / 24 - 1)}
+
+
+def describe(d: dict, tolerance_ms: float) -> str | None:
+    """The offset over time in words, for a ``Timeline.to_dict()``; None for a constant offset."""
+    if d is None or d["kind"] == "constant":
+        return None
+    if d["kind"] == "linear":
+        t0, t1 = d["span_s"]
+        rate = d["drift_ms_per_min"]
+        a = d["offset_ms"] + rate * (t0 - 0.5 * (t0 + t1)) / 60.0
+        b = d["offset_ms"] + rate * (t1 - 0.5 * (t0 + t1)) / 60.0
+        minutes = (t1 - t0) / 60.0
+        over = f"{minutes:.0f} min" if minutes >= 2 else f"{t1 - t0:.0f} s"
+        why = "likely a clock or frame-rate mismatch between the audio and the picture"
+        for name, r in _RATE_MIXUPS.items():
+            if abs(abs(rate) - r) <= 0.1 * r:
+                why = f"likely {name}"
+        ra, rb = round(a), round(b)
+        if ra >= 0 and rb >= 0:
+            span = f"{ra} ms to {rb} ms late"
+        elif ra <= 0 and rb <= 0:
+            span = f"{-ra} ms to {-rb} ms early"
+        else:
+            span = f"{abs(ra)} ms {'late' if ra > 0 else 'early'} to {abs(rb)} ms {'late' if rb > 0 else 'early'}"
+        return f"audio drifts from {span} over {over} ({rate:+.1f} ms/min): {why}"
+    pieces = d["pieces"]
+    words = _state(pieces[0]["offset_ms"], tolerance_ms)
+    for p in pieces[1:]:
+        words += f" until {clock(p['start_s'])}, then {_state(p['offset_ms'], tolerance_ms)}"
+    n = len(pieces) - 1
+    return f"audio is {words}: {'an edit' if n == 1 else f'{n} edits'}"

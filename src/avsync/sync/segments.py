@@ -1,0 +1,175 @@
+"""The offset over time, part 1: cut a file into spans of speech and read each one.
+
+A segment holds about ``TARGET_SPEECH_S`` seconds of speech with a face in view
+(between ``MIN_SPEECH_S`` and ``MAX_SPEECH_S`` where the material allows), never
+crosses a shot cut, and is read on its own, from the face whose lips agree best
+with the voice in it. A stretch of at least ``GAP_S`` seconds without speech, or
+without any face, becomes a segment of its own with no reading and a reason: it
+is never forced to an offset.
+
+The planning (``plan_segments``) is pure maths on per-frame masks; reading
+(``read_segments``) calls an estimator's ``scores`` for each face that is seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Speech (s) a segment aims to hold.
+TARGET_SPEECH_S = 4.0
+#: A last segment of a shot with less speech than this joins the one before it (if that stays <= MAX).
+MIN_SPEECH_S = 2.0
+#: Most speech (s) a segment holds.
+MAX_SPEECH_S = 10.0
+#: A stretch this long (s) with no speech, or no face, is a segment of its own, without a reading.
+GAP_S = 2.0
+#: A segment with less speech with a face than this (s) is not read.
+MIN_READ_S = 0.6
+
+NO_SPEECH = "no speech"
+NO_FACE = "no face in view"
+TOO_LITTLE = "too little speech with a face in view"
+
+
+@dataclass(frozen=True)
+class Span:
+    """Analysed frames ``[start, stop)`` of one shot; ``reason`` is set where the span is not read."""
+
+    start: int
+    stop: int
+    shot: int
+    speech_s: float
+    reason: str | None = None
+
+
+@dataclass
+class Segment:
+    start_s: float
+    end_s: float
+    offset_ms: float | None
+    confidence: float
+    face: int | None
+    shot: int
+    speech_s: float
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+            "offset_ms": None if self.offset_ms is None else round(self.offset_ms, 1),
+            "confidence": round(self.confidence, 2), "face": self.face, "shot": self.shot,
+            "speech_s": round(self.speech_s, 2), "reason": self.reason,
+        }
+
+
+def frame_speech(times: np.ndarray, speech: np.ndarray, audio_t0: float, rate: float) -> np.ndarray:
+    """Per video frame: does the audio hold speech there (mask on an audio grid at ``rate``)."""
+    j = np.round((np.asarray(times, dtype=np.float64) - audio_t0) * rate).astype(np.int64)
+    out = np.zeros(len(times), bool)
+    inside = (j >= 0) & (j < len(speech))
+    out[inside] = np.asarray(speech, bool)[j[inside]]
+    return out
+
+
+def plan_segments(heard: np.ndarray, seen: np.ndarray, shot: np.ndarray, frame_s: float) -> list[Span]:
+    """Spans of frames to read, and spans without evidence (with their reason).
+
+    ``heard``: speech per frame; ``seen``: some face in view per frame; ``shot``:
+    each frame's shot number (non-decreasing). Spans cover every frame once.
+    """
+    heard, seen, shot = np.asarray(heard, bool), np.asarray(seen, bool), np.asarray(shot)
+    n = len(heard)
+    out: list[Span] = []
+    gap = max(1, int(round(GAP_S / frame_s)))
+    edges = [0, *(np.flatnonzero(np.diff(shot)) + 1).tolist(), n] if n else [0]
+    for a, b in zip(edges[:-1], edges[1:]):
+        out.extend(_plan_shot(heard, seen, a, b, int(shot[a]), frame_s, gap))
+    return out
+
+
+def _plan_shot(heard, seen, a, b, shot, frame_s, gap) -> list[Span]:
+    usable = heard[a:b] & seen[a:b]
+    spans: list[Span] = []
+    start, count, i = a, 0, a
+    while i < b:
+        if not usable[i - a]:
+            j = i  # the run of frames without evidence starting at i
+            while j < b and not usable[j - a]:
+                j += 1
+            if j - i >= gap:
+                if count:
+                    spans.append(Span(start, i, shot, count * frame_s))
+                elif i > start:  # a short evidence-free stretch before this long one joins it
+                    i = start
+                no_speech = (~heard[i - a : j - a]).sum() >= (~seen[i - a : j - a]).sum()
+                spans.append(Span(i, j, shot, 0.0, NO_SPEECH if no_speech else NO_FACE))
+                start, count = j, 0
+            i = j
+            continue
+        count += 1
+        i += 1
+        if count * frame_s >= TARGET_SPEECH_S:
+            spans.append(Span(start, i, shot, count * frame_s))
+            start, count = i, 0
+    if start < b:
+        if count == 0 and spans and spans[-1].reason is None:  # trailing frames with no evidence
+            last = spans.pop()
+            spans.append(Span(last.start, b, shot, last.speech_s))
+        else:
+            spans.append(Span(start, b, shot, count * frame_s))
+    return [s if s.reason or s.speech_s >= MIN_READ_S else Span(s.start, s.stop, shot, s.speech_s, TOO_LITTLE)
+            for s in _merge_short(spans)]
+
+
+def _merge_short(spans: list[Span]) -> list[Span]:
+    """A read span with less than MIN_SPEECH_S of speech joins the read span it touches (the one before
+    it first), as long as the two hold at most MAX_SPEECH_S together."""
+    spans = list(spans)
+    k = 0
+    while k < len(spans):
+        sp = spans[k]
+        if sp.reason is None and sp.speech_s < MIN_SPEECH_S:
+            for j in (k - 1, k + 1):
+                if 0 <= j < len(spans) and spans[j].reason is None and \
+                        spans[j].speech_s + sp.speech_s <= MAX_SPEECH_S:
+                    a, b = sorted((j, k))
+                    spans[a:b + 1] = [Span(spans[a].start, spans[b].stop, sp.shot,
+                                           spans[a].speech_s + spans[b].speech_s)]
+                    k = a - 1
+                    break
+        k += 1
+    return spans
+
+
+def read_face(spans: list[Span], found: np.ndarray, fps: float, score, read) -> dict[int, object]:
+    """One face's readings of the spans it is seen in: ``{span index: reading}``.
+
+    ``score(start, length)`` gives the face's (L,) score curve over frames
+    ``[start, start+length)``; ``read(curve, start, stop)`` turns it into an
+    object with ``lag_s``, ``confidence`` and ``peak`` (NaN: nothing to read).
+    """
+    out = {}
+    for k, sp in enumerate(spans):
+        if sp.reason is not None or found[sp.start : sp.stop].sum() / fps < MIN_READ_S:
+            continue
+        r = read(score(sp.start, sp.stop - sp.start), sp.start, sp.stop)
+        if np.isfinite(r.peak):
+            out[k] = r
+    return out
+
+
+def choose(spans: list[Span], times: np.ndarray, fps: float, per_face: dict[int, dict]) -> list[Segment]:
+    """Each span's segment: the reading of the face whose lips agree best with the voice there."""
+    t0 = float(times[0]) if len(times) else 0.0
+    out = []
+    for k, sp in enumerate(spans):
+        start_s = float(times[sp.start] - t0)
+        end_s = float(times[sp.stop - 1] - t0 + 1.0 / fps)
+        cands = [(r.confidence, r.peak, face, r) for face, reads in per_face.items() if (r := reads.get(k))]
+        if not cands:
+            out.append(Segment(start_s, end_s, None, 0.0, None, sp.shot, sp.speech_s, sp.reason or NO_FACE))
+            continue
+        _, _, face, r = max(cands, key=lambda c: (c[0], c[1]))
+        out.append(Segment(start_s, end_s, r.lag_s * 1000.0, r.confidence, face, sp.shot, sp.speech_s))
+    return out
