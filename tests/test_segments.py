@@ -78,3 +78,14 @@ def test_choose_takes_the_most_confident_face_and_keeps_reasons():
     assert [(g.face, g.offset_ms) for g in segs] == [(0, 40.0), (3, 0.0), (None, None)]
     assert segs[0].start_s == 0.0 and segs[1].start_s == 4.0 and segs[2].end_s == 12.0
     assert segs[2].reason == NO_SPEECH
+
+
+def test_locate_change_finds_the_split_despite_noise():
+    from avsync.sync.segments import locate_change
+
+    rng = np.random.default_rng(0)
+    c = np.arange(0.5, 10.0, 0.2)
+    m = np.where(c < 6.3, -1.0, 1.0) + rng.normal(0, 0.8, len(c))
+    m[3] = np.nan
+    assert abs(locate_change(c, m) - 6.3) <= 0.4
+    assert locate_change(c, np.zeros(len(c))) is None

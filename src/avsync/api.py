@@ -24,7 +24,7 @@ from avsync.result import FaceInfo, SyncResult, WindowEstimate
 from avsync.sync.confidence import curve_features, evidence_seconds
 from avsync.sync.offset import lag_grid, read_curve, rival_index
 from avsync.media.shots import shot_index, shots_from_cuts
-from avsync.sync.segments import choose, frame_speech, plan_segments, read_face
+from avsync.sync.segments import LOCATE_HOP_S, LOCATE_WINDOW_S, choose, frame_speech, locate_change, plan_segments, read_face
 from avsync.sync.speech import speech_mask
 from avsync.sync.timeline import fit_timeline
 
@@ -221,6 +221,8 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     segments = choose(spans, ext.times, fps, per_face)
     timeline = fit_timeline([g.start_s for g in segments], [g.end_s for g in segments],
                             [g.offset_ms for g in segments], [g.confidence for g in segments], frame_ms(fps))
+    if timeline is not None and timeline.kind == "piecewise":
+        timeline = _place_changes(ext, estimator, timeline, spans, segments, faces, fps)
     speaking: dict[int, float] = {}
     for g in segments:
         if g.face is not None:
@@ -269,6 +271,48 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         timeline=timeline.to_dict() if timeline is not None else None,
         curve={"lags_ms": np.round(lags * 1000.0, 2).tolist(), "scores": np.round(curve, 5).tolist()},
     )
+
+
+def _place_changes(ext, estimator, timeline, spans, segments, faces, fps):
+    """Place each change point of a piecewise timeline to a fraction of a second.
+
+    Segments are a few seconds long, so the fit only knows a change lies between
+    two of them. Where both are read from the same face in the same shot, short
+    windows across the two score the two offsets, and the change goes where the
+    evidence switches from one to the other (``segments.locate_change``). Where
+    the two segments lie in different shots, the change is put at the cut.
+    """
+    from dataclasses import replace
+
+    from avsync.sync.timeline import Piece
+
+    t0 = float(ext.times[0])
+    read = [k for k, g in enumerate(segments) if g.offset_ms is not None]
+    by_id = {f["track"].track_id: f for f in faces}
+    cps = list(timeline.change_points_s)
+    for i, cp in enumerate(cps):
+        left = [k for k in read if segments[k].end_s <= cp + 1e-6]
+        right = [k for k in read if segments[k].start_s >= cp - 1e-6]
+        if not left or not right:
+            continue
+        kl, kr = left[-1], right[0]
+        if spans[kl].shot != spans[kr].shot:
+            cps[i] = segments[kr].start_s if spans[kr - 1].shot != spans[kr].shot else cp
+            continue
+        if segments[kl].face != segments[kr].face or segments[kl].face not in by_id:
+            continue
+        a, b = spans[kl].start, spans[kr].stop
+        w = max(3, int(round(LOCATE_WINDOW_S * fps)))
+        starts = np.arange(a, max(a + 1, b - w + 1), max(1, int(round(LOCATE_HOP_S * fps))))
+        prep = estimator.prepare(ext, by_id[segments[kl].face]["index"])
+        lv = np.array([timeline.pieces[i].offset_ms, timeline.pieces[i + 1].offset_ms]) / 1000.0
+        sc = estimator.scores(prep, lv, starts, w)
+        where = locate_change(ext.times[np.minimum(starts + w // 2, ext.n_frames - 1)] - t0, sc[:, 1] - sc[:, 0])
+        if where is not None:
+            cps[i] = float(np.clip(where, segments[kl].start_s, segments[kr].end_s))
+    edges = [timeline.pieces[0].start_s, *cps, timeline.pieces[-1].end_s]
+    pieces = tuple(Piece(edges[j], edges[j + 1], p.offset_ms) for j, p in enumerate(timeline.pieces))
+    return replace(timeline, change_points_s=tuple(cps), pieces=pieces)
 
 
 @dataclass(frozen=True)

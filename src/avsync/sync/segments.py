@@ -173,3 +173,31 @@ def choose(spans: list[Span], times: np.ndarray, fps: float, per_face: dict[int,
         _, _, face, r = max(cands, key=lambda c: (c[0], c[1]))
         out.append(Segment(start_s, end_s, r.lag_s * 1000.0, r.confidence, face, sp.shot, sp.speech_s))
     return out
+
+
+#: Length (s) and hop (s) of the short windows that place a change point between two segments.
+LOCATE_WINDOW_S = 1.0
+LOCATE_HOP_S = 0.2
+
+
+def locate_change(centres_s: np.ndarray, margin: np.ndarray) -> float | None:
+    """Where the offset changes, from short windows across the two segments around a change.
+
+    ``margin[k]`` is how much better window ``k`` (centred at ``centres_s[k]``)
+    scores the later piece's offset than the earlier one's (NaN: no evidence).
+    The change is put where the evidence before it favours the earlier offset,
+    and after it the later one, the most: ``argmax_x sum_{c<x} -m + sum_{c>=x} m``.
+    """
+    c = np.asarray(centres_s, dtype=np.float64)
+    m = np.nan_to_num(np.asarray(margin, dtype=np.float64), nan=0.0)
+    if len(c) < 2 or not np.any(m):
+        return None
+    # The split before window k: windows < k count -m, windows >= k count +m.
+    before = np.concatenate([[0.0], np.cumsum(-m)])
+    after = np.concatenate([np.cumsum(m[::-1])[::-1], [0.0]])
+    k = int(np.argmax(before + after))
+    if k == 0:
+        return float(c[0])
+    if k == len(c):
+        return float(c[-1])
+    return float(0.5 * (c[k - 1] + c[k]))
