@@ -149,6 +149,7 @@ def fix(
     def work():
         detected = None
         off = offset_ms
+        timeline = None
         if off is None:
             detected = avsync.detect(path, max_offset_ms=max_offset_ms)
             off = detected.offset_ms
@@ -156,12 +157,15 @@ def fix(
                 raise UncertainError(
                     f"not writing a correction: {detected.sentence()}. "
                     "Pass --force to apply it anyway, or --offset-ms to give the offset")
-        report = avsync.correct(path, output, offset_ms=off, overwrite=overwrite)
+            if detected.timeline and detected.timeline["kind"] != "constant":
+                timeline = detected.timeline  # drift or edits: the offset over time is applied
+        report = avsync.correct(path, output, offset_ms=off, overwrite=overwrite, timeline=timeline)
         return detected, report
 
     detected, report = _run(work)
     if json_out:
         d = {"input": report.input, "output": report.output, "applied_offset_ms": report.offset_ms,
+             "applied_timeline": report.timeline,
              "audio": report.audio, "copied_streams": report.copied_streams, "dropped_streams": report.dropped_streams,
              "detected": detected.to_dict() if detected else None}
         if d["detected"]:
@@ -170,9 +174,16 @@ def fix(
         return
     if detected is not None:
         out.print(f"detected: {detected.sentence()}", markup=False)
-    how = "advanced" if report.offset_ms > 0 else "delayed"
     copied = f", {report.copied_streams} other stream(s) copied" if report.copied_streams else ""
-    out.print(f"wrote {report.output}: audio {how} by {abs(report.offset_ms):.1f} ms{copied}", markup=False)
+    if report.timeline is not None:
+        tl = report.timeline
+        what = (f"drift of {tl['drift_ms_per_min']:+.1f} ms/min removed by resampling" if tl["kind"] == "linear"
+                else "shifted per piece (" + ", ".join(f"{p['offset_ms']:+.0f} ms from {p['start_s']:.1f} s"
+                                                        for p in tl["pieces"]) + ")")
+        out.print(f"wrote {report.output}: audio {what}{copied}", markup=False)
+    else:
+        how = "advanced" if report.offset_ms > 0 else "delayed"
+        out.print(f"wrote {report.output}: audio {how} by {abs(report.offset_ms):.1f} ms{copied}", markup=False)
     for d in report.dropped_streams:
         err.print(f"avsync: note: stream {d} could not be copied and was left out", markup=False)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from avsync.correct.warp import AudioWarp, WarpPlan
 from avsync.errors import NoAudioError, OutputError, TruncatedMediaError, UsageError
 from avsync.media.decode import _ffmsg, _url, is_truncated, open_input, probe
 from avsync.util import atomic_output
@@ -44,6 +45,8 @@ class CorrectionReport:
     audio: list[dict] = field(default_factory=list)
     copied_streams: int = 0
     dropped_streams: list[str] = field(default_factory=list)
+    #: The offset over time that was applied (``SyncResult.timeline``), None for one constant shift.
+    timeline: dict | None = None
 
 
 def default_output_path(path: str | os.PathLike) -> Path:
@@ -168,16 +171,57 @@ class _AudioShifter:
         return packets
 
 
+class _AudioWarper(_AudioShifter):
+    """Decode -> apply an offset that changes over time (``correct.warp``) -> re-encode, keeping the length."""
+
+    def __init__(self, in_stream, out_container, timeline: dict, video_start_s: float):
+        super().__init__(in_stream, out_container, 0)
+        self.timeline = timeline
+        self.video_start_s = video_start_s
+        self.to_float = av.AudioResampler(format="flt", layout=self.layout, rate=self.rate)
+        self.warp: AudioWarp | None = None
+        self.plan: WarpPlan | None = None
+
+    def _emit(self, block: np.ndarray) -> None:
+        if len(block):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.reshape(1, -1)), format="flt",
+                                           layout=self.layout)
+            f.sample_rate = self.rate
+            for rf in self.resampler.resample(f):
+                self._push(rf)
+
+    def feed(self, frame: av.AudioFrame | None):
+        if frame is not None and self.warp is None:
+            t = frame.time if frame.time is not None else 0.0
+            self.next_pts = int(round(t * self.rate))
+            self.plan = WarpPlan.from_timeline(self.timeline, self.rate, t, self.video_start_s)
+            self.warp = AudioWarp(self.plan, self.rate, self.channels)
+        if self.warp is None:  # the stream held no audio at all
+            return self._encode(frame is None)
+        for rf in self.to_float.resample(frame):
+            self._emit(self.warp.push(rf.to_ndarray().reshape(-1, self.channels)))
+        if frame is None:
+            self._emit(self.warp.finish())
+            for rf in self.resampler.resample(None):
+                self._push(rf)
+        return self._encode(frame is None)
+
+
 def correct(
     src: str | os.PathLike,
     dst: str | os.PathLike | None = None,
     *,
     offset_ms: float,
     overwrite: bool = False,
+    timeline: dict | None = None,
 ) -> CorrectionReport:
     """Write ``dst``: ``src`` with its audio advanced by ``offset_ms`` (delayed if negative).
 
     Pass the ``offset_ms`` that ``detect`` reported to bring the file into sync.
+    With a ``timeline`` (``SyncResult.timeline``) whose kind is ``linear`` or
+    ``piecewise``, the offset that changes over time is applied instead: drift
+    by resampling (rate and length kept), edits by per-piece shifts with a short
+    crossfade at each change point.
     """
     src_p = Path(src)
     info = probe(src_p)  # raises for missing / unreadable input
@@ -194,16 +238,21 @@ def correct(
     if dst_p.suffix.lower() not in _MUXER_FOR_SUFFIX:
         raise UsageError(f"cannot write a {dst_p.suffix or 'suffix-less'} file; use one of "
                          + ", ".join(sorted(_MUXER_FOR_SUFFIX)))
-    report = CorrectionReport(input=str(src_p), output=str(dst_p), offset_ms=float(offset_ms))
+    if timeline is not None and timeline.get("kind") not in ("constant", "linear", "piecewise"):
+        raise UsageError(f"unknown timeline kind {timeline.get('kind')!r}")
+    varying = timeline if timeline is not None and timeline["kind"] != "constant" else None
+    report = CorrectionReport(input=str(src_p), output=str(dst_p), offset_ms=float(offset_ms),
+                              timeline=varying)
     with atomic_output(dst_p) as tmp:
         try:
-            _write(src_p, tmp, dst_p.suffix, offset_ms, report)
+            _write(src_p, tmp, dst_p.suffix, offset_ms, report, varying, info.video_start_s)
         except av.error.FFmpegError as exc:
             raise OutputError(f"could not write {dst_p.name}: {_ffmsg(exc)}") from None
     return report
 
 
-def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: CorrectionReport) -> None:
+def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: CorrectionReport,
+           timeline: dict | None = None, video_start_s: float = 0.0) -> None:
     fmt = _MUXER_FOR_SUFFIX[suffix.lower()]
     with open_input(src) as inp, av.open(_url(tmp), mode="w", format=fmt) as out:
         mapping: dict[int, object] = {}
@@ -211,11 +260,17 @@ def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: Correcti
         for s in inp.streams:
             if s.type == "audio":
                 cc = s.codec_context
-                shift = int(round(offset_ms / 1000.0 * cc.sample_rate))
-                sh = _AudioShifter(s, out, shift)
+                if timeline is not None:
+                    sh = _AudioWarper(s, out, timeline, video_start_s)
+                    report.audio.append({"stream": s.index, "codec": sh.encoder, "rate": cc.sample_rate,
+                                         "timeline": timeline["kind"]})
+                else:
+                    shift = int(round(offset_ms / 1000.0 * cc.sample_rate))
+                    sh = _AudioShifter(s, out, shift)
+                    report.audio.append({"stream": s.index, "codec": sh.encoder, "rate": cc.sample_rate,
+                                         "shift_samples": shift})
                 shifters[s.index] = sh
                 mapping[s.index] = sh.out
-                report.audio.append({"stream": s.index, "codec": sh.encoder, "rate": cc.sample_rate, "shift_samples": shift})
             else:
                 try:
                     mapping[s.index] = out.add_stream_from_template(s)
