@@ -184,13 +184,18 @@ def _track(tracker: FaceTracker, held: deque, cuts: set[int]) -> None:
 
 
 def _check_complete(ext: Extraction) -> None:
-    """A file whose streams stop well short of its declared duration is truncated."""
+    """A file whose streams stop well short of its declared duration is truncated.
+
+    Each stream's end is taken on the container's clock, so a stream that
+    starts late (audio recorded from 3 s on, say) is not mistaken for a cut one.
+    """
     declared = ext.info.duration_s
     if declared <= 0 or len(ext.times) == 0:
         return
-    video_end = ext.times[-1] - ext.info.video_start_s + 1.0 / max(ext.fps, 1.0)
-    audio_end = ext.audio_duration_s
-    short = min(video_end, audio_end)
+    origin = min(ext.info.video_start_s, ext.info.audio_start_s)
+    video_end = ext.times[-1] + 1.0 / max(ext.fps, 1.0)
+    audio_end = ext.audio_t0 + ext.audio_duration_s
+    short = min(video_end, audio_end) - origin
     if is_truncated(short, declared):
         raise TruncatedMediaError(
             f"file is truncated: streams end at {short:.1f} s of a declared {declared:.1f} s: {ext.info.path}"

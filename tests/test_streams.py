@@ -1,0 +1,63 @@
+"""Streams that start at different times, frame rates other than the analysis rate (real clips, rewritten)."""
+from fractions import Fraction
+
+import av
+import pytest
+
+import avsync
+from conftest import clip_path
+
+CLIP = "dev/facebookresearch__VisualVoice__noisy_restaurant.mp4"  # 9 s, 25 fps: 3 s less audio used to read "truncated"
+RATE = 16_000
+
+
+def _write(src, dst, audio_from_s):
+    """Video as in ``src``; audio as in ``src`` but only from ``audio_from_s`` on, with its true timestamps."""
+    with av.open(str(src)) as c:
+        v_in = c.streams.video[0]
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        rate = v_in.average_rate
+    with av.open(str(src)) as c:
+        rs = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        audio = [g for f in c.decode(audio=0) for g in rs.resample(f)]
+    with av.open(str(dst), "w") as out:
+        vs = out.add_stream("libx264", rate=rate)
+        vs.width, vs.height = frames[0][1].shape[1], frames[0][1].shape[0]
+        vs.pix_fmt = "yuv420p"
+        vs.options = {"crf": "20", "preset": "veryfast"}
+        aus = out.add_stream("pcm_s16le", rate=RATE, layout="mono")
+        n = 0
+        skip = int(round(audio_from_s * RATE))
+        for t, arr in frames:
+            g = av.VideoFrame.from_ndarray(arr, format="rgb24")
+            g.pts, g.time_base = int(round(t * 1000)), Fraction(1, 1000)
+            out.mux(vs.encode(g))
+        out.mux(vs.encode(None))
+        for f in audio:
+            arr = f.to_ndarray()
+            if n + arr.shape[1] <= skip:
+                n += arr.shape[1]
+                continue
+            cut = max(0, skip - n)
+            g = av.AudioFrame.from_ndarray(arr[:, cut:].copy(), format="s16", layout="mono")
+            g.sample_rate = RATE
+            g.pts, g.time_base = n + cut, Fraction(1, RATE)
+            n += arr.shape[1]
+            out.mux(aus.encode(g))
+        out.mux(aus.encode(None))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return avsync.detect(clip_path(CLIP))
+
+
+def test_audio_that_starts_three_seconds_late_is_not_truncated(tmp_path, reference):
+    late = _write(clip_path(CLIP), tmp_path / "late_audio.mkv", audio_from_s=3.0)
+    with av.open(str(late)) as c:
+        first = next(p for p in c.demux(audio=0) if p.pts is not None)
+        assert abs(float(first.pts * first.time_base) - 3.0) < 0.01  # the audio really starts at 3 s
+    r = avsync.detect(late)
+    assert abs(r.offset_ms - reference.offset_ms) <= 40.0, (r.offset_ms, reference.offset_ms)
+    assert r.fps == pytest.approx(25.0, abs=0.01)
