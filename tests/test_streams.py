@@ -2,6 +2,7 @@
 from fractions import Fraction
 
 import av
+import numpy as np
 import pytest
 
 import avsync
@@ -61,3 +62,56 @@ def test_audio_that_starts_three_seconds_late_is_not_truncated(tmp_path, referen
     r = avsync.detect(late)
     assert abs(r.offset_ms - reference.offset_ms) <= 40.0, (r.offset_ms, reference.offset_ms)
     assert r.fps == pytest.approx(25.0, abs=0.01)
+
+
+def _retime(src, dst, out_fps, drop=None):
+    """Re-time ``src``'s video to ``out_fps`` (each output frame shows the source frame on screen at its
+    time), dropping output frames inside ``drop = (start_s, end_s)``; audio kept as it is (PCM)."""
+    with av.open(str(src)) as c:
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    with av.open(str(src)) as c:
+        rs = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        audio = [g for f in c.decode(audio=0) for g in rs.resample(f)]
+    rate = Fraction(out_fps).limit_denominator(1001)
+    end = frames[-1][0] + (frames[-1][0] - frames[-2][0])
+    with av.open(str(dst), "w") as out:
+        vs = out.add_stream("libx264", rate=rate)
+        vs.width, vs.height = frames[0][1].shape[1], frames[0][1].shape[0]
+        vs.pix_fmt = "yuv420p"
+        vs.options = {"crf": "23", "preset": "ultrafast"}
+        aus = out.add_stream("pcm_s16le", rate=RATE, layout="mono")
+        times = [t for t, _ in frames]
+        k = 0
+        while k / out_fps < end - 1e-9:
+            t = k / out_fps
+            if not (drop and drop[0] <= t < drop[1]):
+                j = max(0, min(len(frames) - 1, int(np.searchsorted(times, t + 1e-6)) - 1))
+                g = av.VideoFrame.from_ndarray(frames[j][1], format="rgb24")
+                g.pts, g.time_base = k, 1 / rate
+                out.mux(vs.encode(g))
+            k += 1
+        out.mux(vs.encode(None))
+        n = 0
+        for f in audio:
+            f.pts, f.time_base = n, Fraction(1, RATE)
+            n += f.samples
+            out.mux(aus.encode(f))
+        out.mux(aus.encode(None))
+    return dst
+
+
+@pytest.mark.parametrize("out_fps", [60, 120])
+def test_high_frame_rates_report_their_own_frames(tmp_path, reference, out_fps):
+    conv = _retime(clip_path(CLIP), tmp_path / f"at{out_fps}.mkv", out_fps)
+    r = avsync.detect(conv)
+    assert r.fps == pytest.approx(out_fps, abs=0.01)
+    assert r.tolerance_ms == pytest.approx(1000 / out_fps, abs=0.1)
+    assert r.offset_frames == pytest.approx(r.offset_ms * out_fps / 1000, abs=0.01)
+    assert abs(r.offset_ms - reference.offset_ms) <= 40.0  # the reading itself does not move
+
+
+def test_a_hole_in_the_video_keeps_the_frame_rate_and_the_reading(tmp_path, reference):
+    holed = _retime(clip_path(CLIP), tmp_path / "hole.mkv", 25, drop=(2.0, 7.0))
+    r = avsync.detect(holed)
+    assert r.fps == pytest.approx(25.0, abs=0.01)
+    assert abs(r.offset_ms - reference.offset_ms) <= 40.0, (r.offset_ms, reference.offset_ms)

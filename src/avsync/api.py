@@ -216,7 +216,10 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
             best, best_prep = readings[-1], (prep if opts.window_frames else None)
     f, curve, reading = best
     offset_ms = reading.lag_s * 1000.0
-    tol_ms = opts.tolerance_frames * frame_ms(fps)
+    # Frames and the tolerance are reported in the file's own frame rate; the
+    # analysis rate (at most MAX_ANALYSIS_FPS) is an internal detail.
+    file_fps = ext.info.fps if ext.info.fps and ext.info.fps > 0 else fps
+    tol_ms = opts.tolerance_frames * frame_ms(file_fps)
 
     segments = choose(spans, ext.times, fps, per_face)
     timeline = fit_timeline([g.start_s for g in segments], [g.end_s for g in segments],
@@ -245,14 +248,15 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         for r in readings
     ]
     windows = None
-    if opts.window_frames:
-        windows = _windows(ext, estimator, best_prep, lags, opts.window_frames, fps, f["found"], speech)
+    if opts.window_frames:  # given in the file's frames
+        n = max(3, int(round(opts.window_frames * fps / file_fps)))
+        windows = _windows(ext, estimator, best_prep, lags, n, fps, f["found"], speech, file_fps)
     confidence = round(reading.confidence, 2)
     return SyncResult(
         path=ext.info.path,
         offset_ms=round(offset_ms, 1),
-        offset_frames=round(offset_ms / frame_ms(fps), 2),
-        fps=round(fps, 3),
+        offset_frames=round(offset_ms / frame_ms(file_fps), 2),
+        fps=round(file_fps, 3),
         duration_s=round(duration, 3),
         confidence=confidence,
         in_sync=bool(round(abs(offset_ms)) <= tol_ms + 1e-6),  # as displayed (whole ms)
@@ -357,7 +361,7 @@ def low_confidence_reason(lags, curve, best: int, exclude_s: float, evidence_s: 
     return "the lips and the voice agree only weakly"
 
 
-def _windows(ext, estimator, prep, lags, n, fps, found, speech) -> list[WindowEstimate]:
+def _windows(ext, estimator, prep, lags, n, fps, found, speech, file_fps) -> list[WindowEstimate]:
     starts = np.arange(0, max(1, ext.n_frames - n + 1), n)
     per = estimator.scores(prep, lags, starts, n)
     out = []
@@ -371,7 +375,7 @@ def _windows(ext, estimator, prep, lags, n, fps, found, speech) -> list[WindowEs
                 start_s=round(float(ext.times[s] - ext.times[0]), 3),
                 end_s=round(float(ext.times[end] - ext.times[0] + 1.0 / fps), 3),
                 offset_ms=round(r.lag_s * 1000.0, 1) if ok else None,
-                offset_frames=round(r.lag_s * fps, 2) if ok else None,
+                offset_frames=round(r.lag_s * file_fps, 2) if ok else None,
                 confidence=round(r.confidence, 2),
             )
         )

@@ -27,6 +27,9 @@ from avsync.media.shots import ShotDetector
 
 ProgressHook = Callable[[float], None]
 
+#: A step between analysed frames longer than this many typical steps is a hole in the video.
+GAP_FRAMES = 2.5
+
 
 @dataclass
 class Extraction:
@@ -56,14 +59,17 @@ class Extraction:
 
     @property
     def fps(self) -> float:
-        """Analysis frame rate: analysed frames per second of the span they cover.
+        """Analysis frame rate: analysed frames per second of the time they cover, holes left out.
 
         (A median of frame intervals would be wrong on containers with 1 ms
-        timestamps, where 29.97 fps shows as steps of 33 and 34 ms.)
+        timestamps, where 29.97 fps shows as steps of 33 and 34 ms; a plain
+        count over the span would be wrong for a file with a hole in its video.)
         """
         if len(self.times) < 2 or self.times[-1] <= self.times[0]:
             return self.info.fps
-        return float((len(self.times) - 1) / (self.times[-1] - self.times[0]))
+        d = np.diff(self.times)
+        steady = d < GAP_FRAMES * float(np.median(d))
+        return float(steady.sum() / d[steady].sum()) if steady.any() else self.info.fps
 
     @property
     def n_frames(self) -> int:
