@@ -110,3 +110,10 @@ def test_words_for_an_edit_and_for_drift():
     assert "1000/1001 (NTSC)" in describe(ntsc, 40.0)
     assert describe(fit_timeline(s, e, np.zeros(len(s)), np.ones(len(s)), FRAME_MS).to_dict(), 40.0) is None
     assert clock(3725.4) == "1:02:05" and clock(59.6) == "1:00"
+
+
+def test_a_short_clip_with_one_wrong_reading_is_not_drift():
+    # The split-screen interview's four segments, one read wrong: no drift claimed.
+    s, e = np.array([0.0, 4.4, 8.48, 13.16]), np.array([4.4, 8.48, 13.16, 17.52])
+    tl = fit_timeline(s, e, [-40.0, -35.0, -301.0, 9.0], [0.61, 0.84, 0.75, 0.88], FRAME_MS)
+    assert tl.kind == "constant"

@@ -13,6 +13,8 @@ from avsync.constants import (
     DEFAULT_MAX_OFFSET_FRAMES,
     DEFAULT_TOLERANCE_FRAMES,
     MAX_SEARCH_MS,
+    SINGING_SEGMENT_S,
+    SINGING_TOLERANCE_FRAMES,
     MIN_JUDGE_SECONDS,
     MIN_SPEECH_SECONDS,
     frame_ms,
@@ -108,16 +110,23 @@ class DetectOptions:
     """Options of ``detect``, checked before any work starts."""
 
     max_offset_ms: float | None = None  # default: DEFAULT_MAX_OFFSET_FRAMES frames
-    tolerance_frames: float = DEFAULT_TOLERANCE_FRAMES
+    tolerance_frames: float | None = None  # None: DEFAULT_TOLERANCE_FRAMES, or SINGING_TOLERANCE_FRAMES
     window_frames: int | None = None
     max_faces: int = 4
     model: str | None = None  # None: default_model()
     face: int | None = None  # read only this face track (its number in ``faces``)
+    singing: bool = False  # longer segments and the singing protocol's ±5-frame tolerance
+
+    @property
+    def tolerance(self) -> float:
+        if self.tolerance_frames is not None:
+            return self.tolerance_frames
+        return SINGING_TOLERANCE_FRAMES if self.singing else DEFAULT_TOLERANCE_FRAMES
 
     def check(self) -> None:
         if self.max_offset_ms is not None and not (0 < self.max_offset_ms <= MAX_SEARCH_MS):
             raise UsageError(f"--max-offset-ms must be in (0, {MAX_SEARCH_MS:.0f}], got {self.max_offset_ms}")
-        if self.tolerance_frames < 0:
+        if self.tolerance_frames is not None and self.tolerance_frames < 0:
             raise UsageError("--tolerance-frames must be >= 0")
         if self.window_frames is not None and self.window_frames < 3:
             raise UsageError("--window-frames must be at least 3")
@@ -134,11 +143,12 @@ def detect(
     path: str | os.PathLike,
     *,
     max_offset_ms: float | None = None,
-    tolerance_frames: float = DEFAULT_TOLERANCE_FRAMES,
+    tolerance_frames: float | None = None,
     window_frames: int | None = None,
     max_faces: int = 4,
     model: str | None = None,
     face: int | None = None,
+    singing: bool = False,
     progress: ProgressHook | None = None,
     extraction: Extraction | None = None,
 ) -> SyncResult:
@@ -148,7 +158,7 @@ def detect(
     picture. Raises a specific ``AvsyncError`` for unusable input. A
     precomputed ``extraction`` (from ``avsync.extract.extract``) skips decoding.
     """
-    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, model, face)
+    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, model, face, singing)
     opts.check()
     estimator = load_model(opts.model)
     crops = getattr(estimator, "needs_crops", False)
@@ -199,7 +209,8 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
 
     heard = frame_speech(ext.times, speech, ext.audio_t0, E2E_MEL.fps)
     seen = np.any([f["found"] for f in faces], axis=0)
-    spans = plan_segments(heard, seen, shot_index(ext.n_frames, ext.cuts), 1.0 / fps)
+    spans = plan_segments(heard, seen, shot_index(ext.n_frames, ext.cuts), 1.0 / fps,
+                          target_s=SINGING_SEGMENT_S if opts.singing else None)
     per_face: dict[int, dict] = {}
 
     readings, best, best_prep = [], None, None
@@ -219,7 +230,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     # Frames and the tolerance are reported in the file's own frame rate; the
     # analysis rate (at most MAX_ANALYSIS_FPS) is an internal detail.
     file_fps = ext.info.fps if ext.info.fps and ext.info.fps > 0 else fps
-    tol_ms = opts.tolerance_frames * frame_ms(file_fps)
+    tol_ms = opts.tolerance * frame_ms(file_fps)
 
     segments = choose(spans, ext.times, fps, per_face)
     timeline = fit_timeline([g.start_s for g in segments], [g.end_s for g in segments],
@@ -261,7 +272,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         confidence=confidence,
         in_sync=bool(round(abs(offset_ms)) <= tol_ms + 1e-6),  # as displayed (whole ms)
         tolerance_ms=round(tol_ms, 1),
-        tolerance_frames=opts.tolerance_frames,
+        tolerance_frames=opts.tolerance,
         reliable=confidence >= RELIABLE_CONFIDENCE,  # as displayed
         evidence_s=round(reading.evidence_s, 2),
         caution=reading.caution if confidence < RELIABLE_CONFIDENCE else None,

@@ -63,6 +63,12 @@ MAX_SEARCH_MS = 3000.0
 #: Default in-sync tolerance, in video frames.
 DEFAULT_TOLERANCE_FRAMES = 1.0
 
+#: In-sync tolerance for singing, in video frames (the VocaLiST/VTP singing protocol).
+SINGING_TOLERANCE_FRAMES = 5.0
+
+#: Seconds of voice a segment holds when reading singing (longer context than speech).
+SINGING_SEGMENT_S = 8.0
+
 #: Lag grid step as a fraction of a video frame (sub-frame search).
 LAG_STEP_FRACTION = 0.25
 

@@ -92,12 +92,16 @@ def detect(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     max_offset_ms: Optional[float] = typer.Option(
         None, "--max-offset-ms", help="Search range either way in ms (default ±15 frames; up to 3000)."),
-    tolerance_frames: float = typer.Option(1.0, "--tolerance-frames", help="In-sync tolerance in frames."),
+    tolerance_frames: Optional[float] = typer.Option(
+        None, "--tolerance-frames", help="In-sync tolerance in the file's frames (default 1; 5 with --singing)."),
     window_frames: Optional[int] = typer.Option(
         None, "--window-frames", help="Also estimate the offset in consecutive windows of N frames."),
     max_faces: int = typer.Option(4, "--max-faces", help="Most faces to track at once."),
     model: Optional[str] = typer.Option(
         None, "--model", help="Estimator name (see `avsync models`) or a .pt checkpoint; default: the shipped default."),
+    face: Optional[int] = typer.Option(None, "--face", help="Read only face N (its number in the JSON's faces)."),
+    singing: bool = typer.Option(False, "--singing", help="Singing: longer segments, ±5-frame tolerance."),
+    segments: bool = typer.Option(False, "--segments", help="Also print the offset over time, segment by segment."),
     check: bool = typer.Option(False, "--check", help="Exit 1 when the file is out of sync (for QC scripts)."),
     curve: bool = typer.Option(False, "--curve", help="Keep the score curve in the JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -111,7 +115,8 @@ def detect(
             prog.start()
         try:
             return avsync.detect(path, max_offset_ms=max_offset_ms, tolerance_frames=tolerance_frames,
-                                 window_frames=window_frames, max_faces=max_faces, model=model, progress=hook)
+                                 window_frames=window_frames, max_faces=max_faces, model=model, face=face,
+                                 singing=singing, progress=hook)
         finally:
             if prog:
                 prog.stop()
@@ -124,6 +129,11 @@ def detect(
         sys.stdout.write(json.dumps(d) + "\n")
     else:
         out.print(result.sentence(), markup=False)
+        if segments:
+            for g in result.segments:
+                off = f"{g['offset_ms']:+7.0f} ms  confidence {g['confidence']:.2f}  face {g['face']}" \
+                    if g["offset_ms"] is not None else f"   n/a      ({g['reason']})"
+                out.print(f"  {g['start_s']:8.2f}-{g['end_s']:8.2f} s  {off}", markup=False)
         if result.windows:
             for w in result.windows:
                 off = "   n/a" if w.offset_ms is None else f"{w.offset_ms:+7.0f} ms"

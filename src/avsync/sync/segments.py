@@ -72,23 +72,26 @@ def frame_speech(times: np.ndarray, speech: np.ndarray, audio_t0: float, rate: f
     return out
 
 
-def plan_segments(heard: np.ndarray, seen: np.ndarray, shot: np.ndarray, frame_s: float) -> list[Span]:
+def plan_segments(heard: np.ndarray, seen: np.ndarray, shot: np.ndarray, frame_s: float,
+                  target_s: float | None = None) -> list[Span]:
     """Spans of frames to read, and spans without evidence (with their reason).
 
     ``heard``: speech per frame; ``seen``: some face in view per frame; ``shot``:
-    each frame's shot number (non-decreasing). Spans cover every frame once.
+    each frame's shot number (non-decreasing). Spans cover every frame once and
+    aim at ``target_s`` (default ``TARGET_SPEECH_S``) seconds of speech each.
     """
+    target = TARGET_SPEECH_S if target_s is None else float(target_s)
     heard, seen, shot = np.asarray(heard, bool), np.asarray(seen, bool), np.asarray(shot)
     n = len(heard)
     out: list[Span] = []
     gap = max(1, int(round(GAP_S / frame_s)))
     edges = [0, *(np.flatnonzero(np.diff(shot)) + 1).tolist(), n] if n else [0]
     for a, b in zip(edges[:-1], edges[1:]):
-        out.extend(_plan_shot(heard, seen, a, b, int(shot[a]), frame_s, gap))
+        out.extend(_plan_shot(heard, seen, a, b, int(shot[a]), frame_s, gap, target))
     return out
 
 
-def _plan_shot(heard, seen, a, b, shot, frame_s, gap) -> list[Span]:
+def _plan_shot(heard, seen, a, b, shot, frame_s, gap, target) -> list[Span]:
     usable = heard[a:b] & seen[a:b]
     spans: list[Span] = []
     start, count, i = a, 0, a
@@ -109,7 +112,7 @@ def _plan_shot(heard, seen, a, b, shot, frame_s, gap) -> list[Span]:
             continue
         count += 1
         i += 1
-        if count * frame_s >= TARGET_SPEECH_S:
+        if count * frame_s >= target:
             spans.append(Span(start, i, shot, count * frame_s))
             start, count = i, 0
     if start < b:
@@ -119,12 +122,12 @@ def _plan_shot(heard, seen, a, b, shot, frame_s, gap) -> list[Span]:
         else:
             spans.append(Span(start, b, shot, count * frame_s))
     return [s if s.reason or s.speech_s >= MIN_READ_S else Span(s.start, s.stop, shot, s.speech_s, TOO_LITTLE)
-            for s in _merge_short(spans)]
+            for s in _merge_short(spans, max(MAX_SPEECH_S, 2 * target))]
 
 
-def _merge_short(spans: list[Span]) -> list[Span]:
+def _merge_short(spans: list[Span], most: float) -> list[Span]:
     """A read span with less than MIN_SPEECH_S of speech joins the read span it touches (the one before
-    it first), as long as the two hold at most MAX_SPEECH_S together."""
+    it first), as long as the two hold at most ``most`` seconds together."""
     spans = list(spans)
     k = 0
     while k < len(spans):
@@ -132,7 +135,7 @@ def _merge_short(spans: list[Span]) -> list[Span]:
         if sp.reason is None and sp.speech_s < MIN_SPEECH_S:
             for j in (k - 1, k + 1):
                 if 0 <= j < len(spans) and spans[j].reason is None and \
-                        spans[j].speech_s + sp.speech_s <= MAX_SPEECH_S:
+                        spans[j].speech_s + sp.speech_s <= most:
                     a, b = sorted((j, k))
                     spans[a:b + 1] = [Span(spans[a].start, spans[b].stop, sp.shot,
                                            spans[a].speech_s + spans[b].speech_s)]

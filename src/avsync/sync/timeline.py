@@ -20,7 +20,8 @@ smallest ``cost + penalty * parameters`` wins, where cost is the weighted sum
 above, ``penalty = max(2, ln n)`` for ``n`` readings (the BIC's per-parameter
 price), and a constant has 1 parameter, a line 2, ``k`` pieces ``2k - 1``.
 On top of it, a more complex model must matter in practice: a line only wins if
-it moves the offset by at least one frame over the span read, and a change point
+it moves the offset by at least one frame over the span read, and only from
+``MIN_READINGS_LINEAR`` readings over ``MIN_DRIFT_SPAN_S`` seconds on; a change point
 only if the offsets on its two sides differ by at least one frame and each side
 holds at least two readings. Ties go to the simpler model.
 
@@ -40,6 +41,12 @@ MAX_PIECES = 6
 
 #: Fewest readings on each side of a change point.
 MIN_READINGS_PER_PIECE = 2
+
+#: A line needs at least this many readings over at least this many seconds: drift
+#: between a recorder's clocks builds up over minutes, and a handful of readings
+#: over a short clip cannot tell it from one wrong reading.
+MIN_READINGS_LINEAR = 6
+MIN_DRIFT_SPAN_S = 30.0
 
 #: Floor on a reading's weight, so a low-confidence reading still counts a little.
 MIN_WEIGHT = 0.05
@@ -241,7 +248,8 @@ def fit_timeline(
         icpt, slope = _line(t, y, w, sigma)
         fit = icpt + slope * t
         scores["linear"] = robust_cost(y - fit, w, sigma) + penalty * 2
-        if abs(slope) * (t[-1] - t[0]) >= frame_ms and scores["linear"] < best_score:
+        long_enough = n >= MIN_READINGS_LINEAR and last - first >= MIN_DRIFT_SPAN_S
+        if long_enough and abs(slope) * (t[-1] - t[0]) >= frame_ms and scores["linear"] < best_score:
             mid = 0.5 * (first + last)
             best = Timeline("linear", icpt + slope * mid, slope * 60.0, (), resid(fit),
                             intercept_ms=icpt)
