@@ -25,8 +25,11 @@ def read_audio(src, rate=RATE) -> np.ndarray:
         return np.concatenate([g.to_ndarray().reshape(-1) for f in c.decode(audio=0) for g in rs.resample(f)])
 
 
-def write(dst, frames, fps, audio, rate=RATE, audio_start_s=0.0, preset="ultrafast"):
-    """H.264 + PCM (MKV): ``frames`` as [(time_s, rgb)] on a 1/1000 s clock, ``audio`` mono float32."""
+def write(dst, frames, fps, audio, rate=RATE, audio_start_s=0.0, preset="ultrafast", audio_hole=None):
+    """H.264 + PCM (MKV): ``frames`` as [(time_s, rgb)] on a 1/1000 s clock, ``audio`` mono float32.
+
+    ``audio_hole = (start_s, end_s)``: no audio packets there (the timestamps jump over the hole).
+    """
     with av.open(str(dst), "w") as out:
         vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         vs.height, vs.width = frames[0][1].shape[:2]
@@ -41,6 +44,8 @@ def write(dst, frames, fps, audio, rate=RATE, audio_start_s=0.0, preset="ultrafa
         pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
         start = int(round(audio_start_s * rate))
         for i in range(0, len(pcm), 4096):
+            if audio_hole and audio_hole[0] * rate <= i < audio_hole[1] * rate:
+                continue
             g = av.AudioFrame.from_ndarray(pcm[None, i : i + 4096].copy(), format="s16", layout="mono")
             g.sample_rate = rate
             g.pts, g.time_base = start + i, Fraction(1, rate)

@@ -115,3 +115,15 @@ def test_a_hole_in_the_video_keeps_the_frame_rate_and_the_reading(tmp_path, refe
     r = avsync.detect(holed)
     assert r.fps == pytest.approx(25.0, abs=0.01)
     assert abs(r.offset_ms - reference.offset_ms) <= 40.0, (r.offset_ms, reference.offset_ms)
+
+
+def test_a_hole_in_the_audio_keeps_what_follows_at_its_time(tmp_path, reference):
+    from mediagen import fps_of, read_audio, read_video, write
+
+    v = read_video(clip_path(CLIP))
+    a = read_audio(clip_path(CLIP))
+    holed = write(tmp_path / "audio_hole.mkv", v, fps_of(v), a, audio_hole=(1.024, 3.072))
+    r = avsync.detect(holed)
+    after = [s for s in r.segments if s["start_s"] >= 3.0 and s["offset_ms"] is not None]
+    assert after, r.segments
+    assert abs(r.offset_ms - reference.offset_ms) <= 40.0, (r.offset_ms, reference.offset_ms)

@@ -158,13 +158,20 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         )
 
 
+#: A hole in the audio longer than this (s) is filled with silence.
+AUDIO_GAP_S = 0.05
+
+
 def iter_audio_chunks(
     path: str | os.PathLike, sr: int = AUDIO_SR, chunk_s: float = AUDIO_CHUNK_S
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(start_time_s, mono float32 samples at sr)`` chunks, contiguous in time.
 
     The first chunk's start time is the first decoded audio frame's
-    presentation time; every later chunk follows it sample for sample.
+    presentation time; every later chunk follows it sample for sample. A hole
+    in the audio (a frame that starts more than ``AUDIO_GAP_S`` after the
+    previous one ends) is filled with silence, as players do, so the audio after
+    it stays at its own time.
     """
     p = _check_path(path)
     with open_input(p) as c:
@@ -181,6 +188,11 @@ def iter_audio_chunks(
             for frame in c.decode(stream):
                 if t0 is None:
                     t0 = float(frame.time) if frame.time is not None else _stream_start(stream)
+                elif frame.time is not None:
+                    gap = float(frame.time) - (t0 + (emitted + n_pending) / sr)
+                    if gap > AUDIO_GAP_S:
+                        pending.append(np.zeros(int(round(gap * sr)), np.float32))
+                        n_pending += pending[-1].size
                 for rf in resampler.resample(frame):
                     pending.append(rf.to_ndarray().reshape(-1))
                     n_pending += pending[-1].size
