@@ -127,3 +127,14 @@ def test_a_hole_in_the_audio_keeps_what_follows_at_its_time(tmp_path, reference)
     after = [s for s in r.segments if s["start_s"] >= 3.0 and s["offset_ms"] is not None]
     assert after, r.segments
     assert abs(r.offset_ms - reference.offset_ms) <= 40.0, (r.offset_ms, reference.offset_ms)
+
+
+def test_variable_frame_rate_keeps_the_reading(tmp_path, reference):
+    from mediagen import read_audio, read_video, write
+
+    v = read_video(clip_path(CLIP))
+    # First half at 25 fps, second half at 12.5 fps (every other frame dropped): a VFR file.
+    half = len(v) // 2
+    vfr = v[:half] + v[half::2]
+    r = avsync.detect(write(tmp_path / "vfr.mkv", vfr, 25, read_audio(clip_path(CLIP))))
+    assert abs(r.offset_ms - reference.offset_ms) <= 40.0, (r.offset_ms, reference.offset_ms)
