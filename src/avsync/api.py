@@ -131,7 +131,7 @@ def detect(
     tolerance_frames: float = DEFAULT_TOLERANCE_FRAMES,
     window_frames: int | None = None,
     max_faces: int = 4,
-    model: str | None = None,
+    model=None,
     progress: ProgressHook | None = None,
     extraction: Extraction | None = None,
 ) -> SyncResult:
@@ -140,10 +140,13 @@ def detect(
     Returns a ``SyncResult`` whose ``offset_ms > 0`` means the audio lags the
     picture. Raises a specific ``AvsyncError`` for unusable input. A
     precomputed ``extraction`` (from ``avsync.extract.extract``) skips decoding.
+    ``model`` is a name, a checkpoint path, or an estimator from ``load_model``
+    (to load it once for many files).
     """
-    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, model)
+    loaded = model if hasattr(model, "file_curve") else None
+    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, None if loaded else model)
     opts.check()
-    estimator = load_model(opts.model)
+    estimator = loaded or load_model(opts.model)
     crops = getattr(estimator, "needs_crops", False)
     ext = extraction if extraction is not None else extract(path, max_faces=opts.max_faces, keep_crops=crops,
                                                              progress=progress)

@@ -240,6 +240,61 @@ def eval_cmd(
         raise typer.Exit(130)
 
 
+def _batch_progress(label: str):
+    """A rich bar for batch runs: files done, failures, ETA (drawn only on a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    prog = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
+                    TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
+    task = prog.add_task("", total=None, failed=0)
+
+    def hook(done: int, total: int, failed: int) -> None:
+        prog.update(task, completed=done, total=total, failed=failed)
+
+    return prog, hook
+
+
+def _batch_common(inputs, report, opts, workers, engine, address, restart, columns, label):
+    from avsync.batch import run_batch
+
+    def work():
+        prog, hook = _batch_progress(label)
+        with prog:
+            return run_batch(inputs, report, opts, workers=workers, engine=engine, address=address,
+                             restart=restart, progress=hook, columns=columns)
+
+    s = _run(work)
+    again = f" ({s.resumed} from an earlier run)" if s.resumed else ""
+    out.print(f"{s.done} files, {s.failed} failed{again}; report: {s.report}", markup=False)
+
+
+_ENGINE_HELP = "local (worker processes on this machine) or ray (Ray tasks; pip install \"avsync[ray]\")."
+_ADDRESS_HELP = "With --engine ray: a running cluster (auto, or ray://HOST:10001). Default: a local Ray for this run."
+
+
+@app.command()
+def batch(
+    inputs: list[str] = typer.Argument(..., help="Video files, folders (recursive), globs or list files (.txt).",
+                                       show_default=False),
+    report: Path = typer.Option(..., "--report", help="out.csv or out.jsonl: one row per file.", show_default=False),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel workers (default: the cores)."),
+    engine: str = typer.Option("local", "--engine", help=_ENGINE_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
+    fix_into: Optional[Path] = typer.Option(
+        None, "--fix-into", help="Write corrected copies of reliably out-of-sync files into this folder."),
+    model: Optional[str] = typer.Option(None, "--model", help="Estimator name or .pt checkpoint."),
+    max_offset_ms: Optional[float] = typer.Option(None, "--max-offset-ms", help="Search range either way in ms."),
+    tolerance_frames: float = typer.Option(1.0, "--tolerance-frames", help="In-sync tolerance in frames."),
+    restart: bool = typer.Option(False, "--restart", help="Forget the job store beside the report and start again."),
+):
+    """Detect over many files into one report; a killed run resumes when the same command is run again."""
+    from avsync.batch import DETECT_COLUMNS, BatchOptions
+
+    opts = BatchOptions(kind="detect", model=model, max_offset_ms=max_offset_ms, tolerance_frames=tolerance_frames,
+                        fix_into=str(fix_into) if fix_into is not None else None)
+    _batch_common(inputs, report, opts, workers, engine, address, restart, DETECT_COLUMNS, "batch")
+
+
 @app.command()
 def models(json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON.")):
     """List the estimators avsync can use: the model-free method and the shipped trained models."""
