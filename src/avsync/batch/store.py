@@ -54,20 +54,26 @@ class JobStore:
         if not self.path.parent.is_dir():
             raise OutputError(f"report folder does not exist: {self.path.parent}")
         self._lock = self._take_lock()
-        if restart:
-            self.path.unlink(missing_ok=True)
-        fresh = not self.path.exists()
         try:
+            if restart:
+                self.path.unlink(missing_ok=True)
+            fresh = not (self.path.exists() and _has_meta(self.path))
+            jobs = plan() if fresh else None  # a bad input list fails before anything is written
+            if fresh:  # no store, or an empty one left by a run killed while it created it
+                self.path.unlink(missing_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA synchronous=FULL")
             if fresh:
-                self._create(signature, plan())
+                self._create(signature, jobs)
+                os.chmod(self.path, _file_mode())
             else:
                 self._check(signature)
         except sqlite3.DatabaseError as exc:
+            self._release()
             raise OutputError(f"job store {self.path} is unusable ({exc}); delete it or use --restart") from None
-        if fresh:
-            os.chmod(self.path, _file_mode())
+        except BaseException:
+            self._release()
+            raise
 
     def _take_lock(self):
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -124,8 +130,19 @@ class JobStore:
 
     def close(self) -> None:
         self.db.close()
+        self._release()
+
+    def _release(self) -> None:
         Path(self._lock.name).unlink(missing_ok=True)
         self._lock.close()
+
+
+def _has_meta(path: Path) -> bool:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is not None
+    finally:
+        db.close()
 
 
 def _canonical(obj) -> str:

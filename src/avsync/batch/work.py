@@ -17,7 +17,7 @@ INTERNAL_ERROR = 70
 
 #: Report columns of ``avsync batch``, in order. ``timeline_kind`` and ``drift_ms_per_min`` are filled
 #: once detect reports a timeline (constant offset, drift, segments); until then they stay empty.
-DETECT_COLUMNS = ("file", "offset_ms", "offset_frames", "confidence", "verdict", "faces", "timeline_kind",
+DETECT_COLUMNS = ("file", "offset_ms", "offset_frames", "confidence", "reliable", "verdict", "faces", "timeline_kind",
                   "drift_ms_per_min", "fps", "duration_s", "fixed", "error", "exit_code", "message")
 
 
@@ -31,6 +31,7 @@ class BatchOptions:
     tolerance_frames: float = 1.0
     max_faces: int = 4
     fix_into: str | None = None
+    force: bool = False  # with fix_into: also apply readings that are not reliable
 
     def signature(self) -> dict:
         return asdict(self)
@@ -66,8 +67,6 @@ def init_worker(model: str | None) -> None:
 
 
 def verdict(result) -> str:
-    if not result.reliable:
-        return "uncertain"
     return "in sync" if result.in_sync else "out of sync"
 
 
@@ -96,11 +95,11 @@ def process(job: Job, opts: BatchOptions) -> dict:
         return error_row(job, exc)
     row = dict.fromkeys(DETECT_COLUMNS, None)
     row.update(file=job.file, offset_ms=r.offset_ms, offset_frames=r.offset_frames, confidence=r.confidence,
-               verdict=verdict(r), faces=len(r.faces), fps=r.fps, duration_s=r.duration_s)
+               reliable=r.reliable, verdict=verdict(r), faces=len(r.faces), fps=r.fps, duration_s=r.duration_s)
     timeline = getattr(r, "timeline", None)  # added by the timeline issue; read defensively until then
     if timeline is not None:
         row.update(timeline_kind=getattr(timeline, "kind", None), drift_ms_per_min=getattr(timeline, "drift_ms_per_min", None))
-    if job.fix_to and r.reliable and not r.in_sync:
+    if job.fix_to and (r.reliable or opts.force) and not r.in_sync:
         try:
             # The name was free when the job was planned and is reserved for this file, so a copy found
             # there now is this job's own from a run that was killed: replacing it is safe.

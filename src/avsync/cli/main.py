@@ -282,6 +282,7 @@ def batch(
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
     fix_into: Optional[Path] = typer.Option(
         None, "--fix-into", help="Write corrected copies of reliably out-of-sync files into this folder."),
+    force: bool = typer.Option(False, "--force", help="With --fix-into: also apply offsets that are not reliable."),
     model: Optional[str] = typer.Option(None, "--model", help="Estimator name or .pt checkpoint."),
     max_offset_ms: Optional[float] = typer.Option(None, "--max-offset-ms", help="Search range either way in ms."),
     tolerance_frames: float = typer.Option(1.0, "--tolerance-frames", help="In-sync tolerance in frames."),
@@ -291,7 +292,7 @@ def batch(
     from avsync.batch import DETECT_COLUMNS, BatchOptions
 
     opts = BatchOptions(kind="detect", model=model, max_offset_ms=max_offset_ms, tolerance_frames=tolerance_frames,
-                        fix_into=str(fix_into) if fix_into is not None else None)
+                        fix_into=str(fix_into) if fix_into is not None else None, force=force)
     _batch_common(inputs, report, opts, workers, engine, address, restart, DETECT_COLUMNS, "batch")
 
 
