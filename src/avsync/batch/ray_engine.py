@@ -30,7 +30,8 @@ def ray_rows(jobs: list[Job], opts: BatchOptions, workers: int, address: str | N
     ray = _ray()
     started = not ray.is_initialized()
     if started:
-        kw = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
+        kw = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+        logging.getLogger("ray").setLevel(logging.ERROR)  # start-up notices are not for a CLI's user
         try:
             if address is None:  # a local Ray for this run, with as many CPUs as workers
                 ray.init(num_cpus=workers, include_dashboard=False, **kw)
