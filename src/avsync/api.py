@@ -15,6 +15,7 @@ from avsync.constants import (
     MAX_SEARCH_MS,
     MIN_JUDGE_SECONDS,
     MIN_SPEECH_SECONDS,
+    SIMILARITY_WINDOW_FRAMES,
     frame_ms,
 )
 from avsync.audio.features import E2E_MEL
@@ -109,6 +110,7 @@ class DetectOptions:
     window_frames: int | None = None
     max_faces: int = 4
     model: str | None = None  # None: default_model()
+    similarity: bool = False  # keep the active face's similarity matrix (windows x lags)
 
     def check(self) -> None:
         if self.max_offset_ms is not None and not (0 < self.max_offset_ms <= MAX_SEARCH_MS):
@@ -132,6 +134,7 @@ def detect(
     window_frames: int | None = None,
     max_faces: int = 4,
     model=None,
+    similarity: bool = False,
     progress: ProgressHook | None = None,
     extraction: Extraction | None = None,
 ) -> SyncResult:
@@ -141,10 +144,12 @@ def detect(
     picture. Raises a specific ``AvsyncError`` for unusable input. A
     precomputed ``extraction`` (from ``avsync.extract.extract``) skips decoding.
     ``model`` is a name, a checkpoint path, or an estimator from ``load_model``
-    (to load it once for many files).
+    (to load it once for many files). ``similarity=True`` adds ``result.similarity``:
+    the active face's score in every 5-frame window at every candidate lag.
     """
     loaded = model if hasattr(model, "file_curve") else None
-    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, None if loaded else model)
+    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, None if loaded else model,
+                         similarity)
     opts.check()
     estimator = loaded or load_model(opts.model)
     crops = getattr(estimator, "needs_crops", False)
@@ -194,7 +199,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         evidence = evidence_seconds(f["found"], ext.times, speech, ext.audio_t0, E2E_MEL.fps)
         readings.append((f, curve, _read(lags, curve, fps, estimator, evidence)))
         if best is None or rank(readings[-1]) > rank(best):
-            best, best_prep = readings[-1], (prep if opts.window_frames else None)
+            best, best_prep = readings[-1], (prep if opts.window_frames or opts.similarity else None)
     f, curve, reading = best
     offset_ms = reading.lag_s * 1000.0
     tol_ms = opts.tolerance_frames * frame_ms(fps)
@@ -216,6 +221,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     windows = None
     if opts.window_frames:
         windows = _windows(ext, estimator, best_prep, lags, opts.window_frames, fps, f["found"], speech)
+    sim = _similarity(ext, estimator, best_prep, lags, f) if opts.similarity else None
     confidence = round(reading.confidence, 2)
     return SyncResult(
         path=ext.info.path,
@@ -236,7 +242,20 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         faces=face_list,
         windows=windows,
         curve={"lags_ms": np.round(lags * 1000.0, 2).tolist(), "scores": np.round(curve, 5).tolist()},
+        similarity=sim,
     )
+
+
+def _similarity(ext, estimator, prep, lags, face) -> dict:
+    """The active face's audio-visual similarity: the score of each 5-frame window (one per frame) at each lag."""
+    n = SIMILARITY_WINDOW_FRAMES
+    starts = np.arange(0, max(1, ext.n_frames - n + 1))
+    per = estimator.scores(prep, lags, starts, n)
+    mid = np.minimum(starts + n // 2, ext.n_frames - 1)
+    return {"track_id": face["track"].track_id, "window_frames": n,
+            "times_s": np.round(ext.times[mid] - ext.times[0], 4).tolist(),
+            "lags_ms": np.round(lags * 1000.0, 2).tolist(),
+            "scores": np.round(per, 5).tolist()}
 
 
 @dataclass(frozen=True)

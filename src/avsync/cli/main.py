@@ -99,28 +99,47 @@ def detect(
     model: Optional[str] = typer.Option(
         None, "--model", help="Estimator name (see `avsync models`) or a .pt checkpoint; default: the shipped default."),
     check: bool = typer.Option(False, "--check", help="Exit 1 when the file is out of sync (for QC scripts)."),
-    curve: bool = typer.Option(False, "--curve", help="Keep the score curve in the JSON."),
+    curve: bool = typer.Option(False, "--curve", help="Keep the score curve (and with --plot the similarity "
+                               "matrix) in the JSON."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="Also draw a PNG: score over offsets, offset over time, similarity matrix "
+        "(needs avsync[plot])."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Say how far the audio is ahead of or behind the lips."""
     import avsync
 
     def work():
+        windows = window_frames
+        if plot is not None:
+            from avsync.viz.figure import PLOT_WINDOW_FRAMES, _pyplot
+
+            _pyplot()  # a missing matplotlib is said before the work, not after
+            windows = windows or PLOT_WINDOW_FRAMES
         prog, hook = _progress(not quiet and not json_out and err.is_terminal)
         if prog:
             prog.start()
         try:
-            return avsync.detect(path, max_offset_ms=max_offset_ms, tolerance_frames=tolerance_frames,
-                                 window_frames=window_frames, max_faces=max_faces, model=model, progress=hook)
+            result = avsync.detect(path, max_offset_ms=max_offset_ms, tolerance_frames=tolerance_frames,
+                                   window_frames=windows, max_faces=max_faces, model=model,
+                                   similarity=plot is not None, progress=hook)
         finally:
             if prog:
                 prog.stop()
+        if plot is not None:
+            from avsync.viz import save_sync_figure
+
+            save_sync_figure(result, plot)
+            if not window_frames:
+                result.windows = None  # drawn, but not asked for in the output
+        return result
 
     result = _run(work)
     if json_out:
         d = result.to_dict()
         if not curve:
             d.pop("curve", None)
+            d.pop("similarity", None)
         sys.stdout.write(json.dumps(d) + "\n")
     else:
         out.print(result.sentence(), markup=False)
@@ -128,6 +147,8 @@ def detect(
             for w in result.windows:
                 off = "   n/a" if w.offset_ms is None else f"{w.offset_ms:+7.0f} ms"
                 out.print(f"  {w.start_s:8.2f}-{w.end_s:8.2f} s  {off}  confidence {w.confidence:.2f}", markup=False)
+        if plot is not None:
+            out.print(f"plot: {plot}", markup=False)
     if check and not result.in_sync:
         raise typer.Exit(1)
 
