@@ -318,6 +318,27 @@ def batch(
 
 
 @app.command()
+def score(
+    inputs: list[str] = typer.Argument(..., help="Video files, folders (recursive), globs or list files (.txt).",
+                                       show_default=False),
+    report: Path = typer.Option(..., "--report", help="out.csv or out.jsonl: one row per file.", show_default=False),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel workers (default: the cores)."),
+    engine: str = typer.Option("local", "--engine", help=_ENGINE_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
+    model: Optional[str] = typer.Option(None, "--model", help="A two-stream model (default: the shipped default)."),
+    restart: bool = typer.Option(False, "--restart", help="Forget the job store beside the report and start again."),
+):
+    """Sync scores for generated talking faces, analogous to LSE-D / LSE-C, from avsync's own model."""
+    import avsync
+    from avsync.batch.score import SCORE_COLUMNS, check_score_model
+    from avsync.batch import BatchOptions
+
+    _run(lambda: check_score_model(avsync.load_model(model)))
+    opts = BatchOptions(kind="score", model=model)
+    _batch_common(inputs, report, opts, workers, engine, address, restart, SCORE_COLUMNS, "score")
+
+
+@app.command()
 def models(json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON.")):
     """List the estimators avsync can use: the model-free method and the shipped trained models."""
     import avsync
