@@ -339,6 +339,38 @@ def score(
 
 
 @app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this computer only)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    max_upload_mb: float = typer.Option(500.0, "--max-upload-mb", help="Largest upload accepted, in MB."),
+    ttl_minutes: float = typer.Option(60.0, "--ttl-minutes", help="Delete an upload after this long unused."),
+    max_pending: int = typer.Option(4, "--max-pending", help="Uploads waiting or being analysed at once."),
+    model: Optional[str] = typer.Option(None, "--model", help="Estimator name or .pt checkpoint."),
+):
+    """A web page to upload a video, read the verdict, preview a correction and download it (avsync[web])."""
+
+    def work():
+        if max_upload_mb <= 0 or ttl_minutes <= 0 or max_pending < 1 or not 0 < port < 65536:
+            raise UsageError("--max-upload-mb and --ttl-minutes must be > 0, --max-pending >= 1, --port 1-65535")
+        from avsync.api import DetectOptions
+
+        DetectOptions(model=model).check()
+        try:
+            import uvicorn
+
+            from avsync.web.app import create_app
+            from avsync.web.jobs import WebSettings
+        except ImportError as exc:
+            raise UsageError(f'avsync serve needs the web extra: pip install "avsync[web]" ({exc})') from None
+        settings = WebSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024), ttl_s=ttl_minutes * 60.0,
+                               max_pending=max_pending, model=model)
+        out.print(f"avsync: serving on http://{host}:{port}/ (Ctrl+C to stop)", markup=False)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+    _run(work)
+
+
+@app.command()
 def models(json_out: bool = typer.Option(False, "--json", help="Print the registry as JSON.")):
     """List the estimators avsync can use: the model-free method and the shipped trained models."""
     import avsync
