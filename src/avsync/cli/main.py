@@ -364,7 +364,7 @@ def serve(
             raise UsageError(f'avsync serve needs the web extra: pip install "avsync[web]" ({exc})') from None
         settings = WebSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024), ttl_s=ttl_minutes * 60.0,
                                max_pending=max_pending, model=model)
-        out.print(f"avsync: serving on http://{host}:{port}/ (Ctrl+C to stop)", markup=False)
+        out.print(f"serving on http://{host}:{port}/ (Ctrl+C to stop)", markup=False)
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
     _run(work)

@@ -49,10 +49,11 @@ def _pyplot():
 
 
 def save_sync_figure(result, path: str | os.PathLike, *, segments: Sequence[Segment] = (),
-                     change_points: Sequence[float] = (), dpi: int = 100) -> None:
+                     change_points: Sequence[float] = (), name: str | None = None, dpi: int = 100) -> None:
     """Draw ``result`` (a ``SyncResult`` from ``detect(..., window_frames=N, similarity=True)``) into a PNG.
 
-    ``segments`` and ``change_points`` (seconds) are drawn on the offset-over-time panel when given.
+    ``segments`` and ``change_points`` (seconds) are drawn on the offset-over-time panel when given;
+    ``name`` replaces the file's name in the title.
     """
     plt = _pyplot()
     from avsync.util import atomic_output
@@ -62,7 +63,7 @@ def save_sync_figure(result, path: str | os.PathLike, *, segments: Sequence[Segm
     _curve_panel(fig.add_subplot(grid[0, 0]), result)
     _matrix_panel(fig, fig.add_subplot(grid[0, 1]), result)
     _timeline_panel(fig, fig.add_subplot(grid[1, :]), result, segments, change_points)
-    title = f"{os.path.basename(result.path)} — model {result.model}"
+    title = f"{name or os.path.basename(result.path)} — model {result.model}"
     sentence = "\n".join(textwrap.wrap(result.sentence(), 130))
     fig.suptitle(f"{title}\n{sentence}\n{SIGN_WORDS}", fontsize=11)
     try:

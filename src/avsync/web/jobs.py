@@ -135,7 +135,7 @@ class JobManager:
             if plots:
                 from avsync.viz import save_sync_figure
 
-                save_sync_figure(r, job.folder / "plot.png")
+                save_sync_figure(r, job.folder / "plot.png", name=job.name)
                 job.plot = job.folder / "plot.png"
             job.result = verdict(r)
             job.progress, job.state = 1.0, "done"
