@@ -204,6 +204,13 @@ def test_fix_into_writes_corrected_copies_and_leaves_originals(trial_factory, tm
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(r["fixed"]).name for r in rows if r["fixed"])
     after = cli("detect", "--json", shifted["fixed"])
     assert abs(json.loads(after.stdout)["offset_ms"]) <= 1000 / trial.fps, after.stdout
+    # without --force only reliable readings are applied (as `avsync fix`)
+    out2 = tmp_path / "fixed2"
+    out2.mkdir()
+    proc = cli("batch", trial.path, plain, "--report", tmp_path / "r2.jsonl", "--fix-into", out2, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for r in map(json.loads, (tmp_path / "r2.jsonl").read_text().splitlines()):
+        assert (r["fixed"] is not None) == (r["reliable"] and r["verdict"] == "out of sync"), r
 
 
 def test_bad_report_name_and_missing_fix_folder_are_usage_errors(tmp_path, cli):
