@@ -1161,6 +1161,9 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
         s = sections.get(name)
         if s is not None:
             L.append(s["markdown"])
+    batch = out.parent / "BENCHMARKS-batch.md"  # section 7, measured and written by batch_throughput.py
+    if batch.is_file():
+        L.append("<!-- batch_throughput.py: begin -->\n" + batch.read_text().rstrip() + "\n<!-- batch_throughput.py: end -->\n")
     L.append("## Reproduce\n")
     L.append("```bash\npip install -e \".[dev]\"            # imageio-ffmpeg provides the ffmpeg binary timed above\n"
              "python benchmarks/run_benchmarks.py  # --quick for a smoke run; --skip-accuracy/--skip-speed/--skip-rss/--skip-protocols/--skip-models/--skip-faces; "

@@ -17,6 +17,7 @@ from avsync.constants import (
     SINGING_TOLERANCE_FRAMES,
     MIN_JUDGE_SECONDS,
     MIN_SPEECH_SECONDS,
+    SIMILARITY_WINDOW_FRAMES,
     frame_ms,
 )
 from avsync.audio.features import E2E_MEL
@@ -116,6 +117,7 @@ class DetectOptions:
     model: str | None = None  # None: default_model()
     face: int | None = None  # read only this face track (its number in ``faces``)
     singing: bool = False  # longer segments and the singing protocol's ±5-frame tolerance
+    similarity: bool = False  # keep the active face's similarity matrix (windows x lags)
 
     @property
     def tolerance(self) -> float:
@@ -146,9 +148,10 @@ def detect(
     tolerance_frames: float | None = None,
     window_frames: int | None = None,
     max_faces: int = 4,
-    model: str | None = None,
+    model=None,
     face: int | None = None,
     singing: bool = False,
+    similarity: bool = False,
     progress: ProgressHook | None = None,
     extraction: Extraction | None = None,
 ) -> SyncResult:
@@ -157,10 +160,15 @@ def detect(
     Returns a ``SyncResult`` whose ``offset_ms > 0`` means the audio lags the
     picture. Raises a specific ``AvsyncError`` for unusable input. A
     precomputed ``extraction`` (from ``avsync.extract.extract``) skips decoding.
+    ``model`` is a name, a checkpoint path, or an estimator from ``load_model``
+    (to load it once for many files). ``similarity=True`` adds ``result.similarity``:
+    the active face's score in every 5-frame window at every candidate lag.
     """
-    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, model, face, singing)
+    loaded = model if hasattr(model, "file_curve") else None
+    opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, None if loaded else model,
+                         face, singing, similarity)
     opts.check()
-    estimator = load_model(opts.model)
+    estimator = loaded or load_model(opts.model)
     crops = getattr(estimator, "needs_crops", False)
     ext = extraction if extraction is not None else extract(path, max_faces=opts.max_faces, keep_crops=crops,
                                                              progress=progress)
@@ -224,7 +232,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
             lambda a, n, prep=prep: estimator.scores(prep, lags, np.array([a]), n)[0],
             lambda c, a, b, f=f: _read(lags, c, fps, estimator, float((f["found"][a:b] & heard[a:b]).sum() / fps)))
         if best is None or rank(readings[-1]) > rank(best):
-            best, best_prep = readings[-1], (prep if opts.window_frames else None)
+            best, best_prep = readings[-1], (prep if opts.window_frames or opts.similarity else None)
     f, curve, reading = best
     offset_ms = reading.lag_s * 1000.0
     # Frames and the tolerance are reported in the file's own frame rate; the
@@ -262,6 +270,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     if opts.window_frames:  # given in the file's frames
         n = max(3, int(round(opts.window_frames * fps / file_fps)))
         windows = _windows(ext, estimator, best_prep, lags, n, fps, f["found"], speech, file_fps)
+    sim = _similarity(ext, estimator, best_prep, lags, f) if opts.similarity else None
     confidence = round(reading.confidence, 2)
     return SyncResult(
         path=ext.info.path,
@@ -285,6 +294,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         segments=[g.to_dict() for g in segments],
         timeline=timeline.to_dict() if timeline is not None else None,
         curve={"lags_ms": np.round(lags * 1000.0, 2).tolist(), "scores": np.round(curve, 5).tolist()},
+        similarity=sim,
     )
 
 
@@ -328,6 +338,18 @@ def _place_changes(ext, estimator, timeline, spans, segments, faces, fps):
     edges = [timeline.pieces[0].start_s, *cps, timeline.pieces[-1].end_s]
     pieces = tuple(Piece(edges[j], edges[j + 1], p.offset_ms) for j, p in enumerate(timeline.pieces))
     return replace(timeline, change_points_s=tuple(cps), pieces=pieces)
+
+
+def _similarity(ext, estimator, prep, lags, face) -> dict:
+    """The active face's audio-visual similarity: the score of each 5-frame window (one per frame) at each lag."""
+    n = SIMILARITY_WINDOW_FRAMES
+    starts = np.arange(0, max(1, ext.n_frames - n + 1))
+    per = estimator.scores(prep, lags, starts, n)
+    mid = np.minimum(starts + n // 2, ext.n_frames - 1)
+    return {"track_id": face["track"].track_id, "window_frames": n,
+            "times_s": np.round(ext.times[mid] - ext.times[0], 4).tolist(),
+            "lags_ms": np.round(lags * 1000.0, 2).tolist(),
+            "scores": np.round(per, 5).tolist()}
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,7 @@ def frame_ms(fps: float) -> float:
     """Duration of one video frame in milliseconds."""
     return 1000.0 / fps
 
+
+#: Frames per window of the audio-visual similarity matrix (``detect(similarity=True)``): SyncNet's
+#: and the LRS2 protocol's 5-frame windows, one per video frame.
+SIMILARITY_WINDOW_FRAMES = 5

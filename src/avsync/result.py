@@ -64,6 +64,9 @@ class SyncResult:
     #: The fitted model of the offset over time (sync/timeline.py), None when no segment could be read.
     timeline: dict | None = None
     curve: dict | None = None
+    #: With ``detect(similarity=True)``: the active face's window-by-lag scores
+    #: (``times_s`` of each 5-frame window's centre, ``lags_ms``, ``scores`` W x L, NaN: no face).
+    similarity: dict | None = None
 
     @property
     def syncnet_offset_frames(self) -> int:

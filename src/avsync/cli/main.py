@@ -103,29 +103,47 @@ def detect(
     singing: bool = typer.Option(False, "--singing", help="Singing: longer segments, ±5-frame tolerance."),
     segments: bool = typer.Option(False, "--segments", help="Also print the offset over time, segment by segment."),
     check: bool = typer.Option(False, "--check", help="Exit 1 when the file is out of sync (for QC scripts)."),
-    curve: bool = typer.Option(False, "--curve", help="Keep the score curve in the JSON."),
+    curve: bool = typer.Option(False, "--curve", help="Keep the score curve (and with --plot the similarity "
+                               "matrix) in the JSON."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="Also draw a PNG: score over offsets, offset over time, similarity matrix "
+        "(needs avsync[plot])."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Say how far the audio is ahead of or behind the lips."""
     import avsync
 
     def work():
+        windows = window_frames
+        if plot is not None:
+            from avsync.viz.figure import PLOT_WINDOW_FRAMES, _pyplot
+
+            _pyplot()  # a missing matplotlib is said before the work, not after
+            windows = windows or PLOT_WINDOW_FRAMES
         prog, hook = _progress(not quiet and not json_out and err.is_terminal)
         if prog:
             prog.start()
         try:
-            return avsync.detect(path, max_offset_ms=max_offset_ms, tolerance_frames=tolerance_frames,
-                                 window_frames=window_frames, max_faces=max_faces, model=model, face=face,
-                                 singing=singing, progress=hook)
+            result = avsync.detect(path, max_offset_ms=max_offset_ms, tolerance_frames=tolerance_frames,
+                                   window_frames=windows, max_faces=max_faces, model=model, face=face,
+                                   singing=singing, similarity=plot is not None, progress=hook)
         finally:
             if prog:
                 prog.stop()
+        if plot is not None:
+            from avsync.viz import save_sync_figure
+
+            save_sync_figure(result, plot)
+            if not window_frames:
+                result.windows = None  # drawn, but not asked for in the output
+        return result
 
     result = _run(work)
     if json_out:
         d = result.to_dict()
         if not curve:
             d.pop("curve", None)
+            d.pop("similarity", None)
         sys.stdout.write(json.dumps(d) + "\n")
     else:
         out.print(result.sentence(), markup=False)
@@ -138,6 +156,8 @@ def detect(
             for w in result.windows:
                 off = "   n/a" if w.offset_ms is None else f"{w.offset_ms:+7.0f} ms"
                 out.print(f"  {w.start_s:8.2f}-{w.end_s:8.2f} s  {off}  confidence {w.confidence:.2f}", markup=False)
+        if plot is not None:
+            out.print(f"plot: {plot}", markup=False)
     if check and not result.in_sync:
         raise typer.Exit(1)
 
@@ -259,6 +279,115 @@ def eval_cmd(
         out.print(f"plot: {plot}", markup=False)
     if rep.get("partial"):
         raise typer.Exit(130)
+
+
+def _batch_progress(label: str):
+    """A rich bar for batch runs: files done, failures, ETA (drawn only on a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    prog = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
+                    TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
+    task = prog.add_task("", total=None, failed=0)
+
+    def hook(done: int, total: int, failed: int) -> None:
+        prog.update(task, completed=done, total=total, failed=failed)
+
+    return prog, hook
+
+
+def _batch_common(inputs, report, opts, workers, engine, address, restart, columns, label):
+    from avsync.batch import run_batch
+
+    def work():
+        prog, hook = _batch_progress(label)
+        with prog:
+            return run_batch(inputs, report, opts, workers=workers, engine=engine, address=address,
+                             restart=restart, progress=hook, columns=columns)
+
+    s = _run(work)
+    again = f" ({s.resumed} from an earlier run)" if s.resumed else ""
+    out.print(f"{s.done} files, {s.failed} failed{again}; report: {s.report}", markup=False)
+
+
+_ENGINE_HELP = "local (worker processes on this machine) or ray (Ray tasks; pip install \"avsync[ray]\")."
+_ADDRESS_HELP = "With --engine ray: a running cluster (auto, or ray://HOST:10001). Default: a local Ray for this run."
+
+
+@app.command()
+def batch(
+    inputs: list[str] = typer.Argument(..., help="Video files, folders (recursive), globs or list files (.txt).",
+                                       show_default=False),
+    report: Path = typer.Option(..., "--report", help="out.csv or out.jsonl: one row per file.", show_default=False),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel workers (default: the cores)."),
+    engine: str = typer.Option("local", "--engine", help=_ENGINE_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
+    fix_into: Optional[Path] = typer.Option(
+        None, "--fix-into", help="Write corrected copies of reliably out-of-sync files into this folder."),
+    force: bool = typer.Option(False, "--force", help="With --fix-into: also apply offsets that are not reliable."),
+    model: Optional[str] = typer.Option(None, "--model", help="Estimator name or .pt checkpoint."),
+    max_offset_ms: Optional[float] = typer.Option(None, "--max-offset-ms", help="Search range either way in ms."),
+    tolerance_frames: float = typer.Option(1.0, "--tolerance-frames", help="In-sync tolerance in frames."),
+    restart: bool = typer.Option(False, "--restart", help="Forget the job store beside the report and start again."),
+):
+    """Detect over many files into one report; a killed run resumes when the same command is run again."""
+    from avsync.batch import DETECT_COLUMNS, BatchOptions
+
+    opts = BatchOptions(kind="detect", model=model, max_offset_ms=max_offset_ms, tolerance_frames=tolerance_frames,
+                        fix_into=str(fix_into) if fix_into is not None else None, force=force)
+    _batch_common(inputs, report, opts, workers, engine, address, restart, DETECT_COLUMNS, "batch")
+
+
+@app.command()
+def score(
+    inputs: list[str] = typer.Argument(..., help="Video files, folders (recursive), globs or list files (.txt).",
+                                       show_default=False),
+    report: Path = typer.Option(..., "--report", help="out.csv or out.jsonl: one row per file.", show_default=False),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel workers (default: the cores)."),
+    engine: str = typer.Option("local", "--engine", help=_ENGINE_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
+    model: Optional[str] = typer.Option(None, "--model", help="A two-stream model (default: the shipped default)."),
+    restart: bool = typer.Option(False, "--restart", help="Forget the job store beside the report and start again."),
+):
+    """Sync scores for generated talking faces, analogous to LSE-D / LSE-C, from avsync's own model."""
+    import avsync
+    from avsync.batch.score import SCORE_COLUMNS, check_score_model
+    from avsync.batch import BatchOptions
+
+    _run(lambda: check_score_model(avsync.load_model(model)))
+    opts = BatchOptions(kind="score", model=model)
+    _batch_common(inputs, report, opts, workers, engine, address, restart, SCORE_COLUMNS, "score")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this computer only)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    max_upload_mb: float = typer.Option(500.0, "--max-upload-mb", help="Largest upload accepted, in MB."),
+    ttl_minutes: float = typer.Option(60.0, "--ttl-minutes", help="Delete an upload after this long unused."),
+    max_pending: int = typer.Option(4, "--max-pending", help="Uploads waiting or being analysed at once."),
+    model: Optional[str] = typer.Option(None, "--model", help="Estimator name or .pt checkpoint."),
+):
+    """A web page to upload a video, read the verdict, preview a correction and download it (avsync[web])."""
+
+    def work():
+        if max_upload_mb <= 0 or ttl_minutes <= 0 or max_pending < 1 or not 0 < port < 65536:
+            raise UsageError("--max-upload-mb and --ttl-minutes must be > 0, --max-pending >= 1, --port 1-65535")
+        from avsync.api import DetectOptions
+
+        DetectOptions(model=model).check()
+        try:
+            import uvicorn
+
+            from avsync.web.app import create_app
+            from avsync.web.jobs import WebSettings
+        except ImportError as exc:
+            raise UsageError(f'avsync serve needs the web extra: pip install "avsync[web]" ({exc})') from None
+        settings = WebSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024), ttl_s=ttl_minutes * 60.0,
+                               max_pending=max_pending, model=model)
+        out.print(f"serving on http://{host}:{port}/ (Ctrl+C to stop)", markup=False)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+    _run(work)
 
 
 @app.command()
