@@ -16,6 +16,8 @@ from avsync.errors import EXIT_CODES, AvsyncError, UncertainError, UsageError
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    # Plain help text: typer's rich help shows every flag as `--json <bool>`, as if it took a value.
+    rich_markup_mode=None,
     help=(
         "Measure and fix audio-to-lip sync. offset_ms > 0 means the audio lags the picture "
         "(fix: advance the audio).\n\nExit codes: "
@@ -84,6 +86,28 @@ def _progress(enabled: bool):
                     TimeRemainingColumn(), console=err, transient=True)
     task = prog.add_task("detect", total=1.0)
     return prog, (lambda frac: prog.update(task, completed=frac))
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        try:
+            v = dist_version("avsync")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            import avsync
+
+            v = avsync.__version__
+        out.print(f"avsync {v}", markup=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
+):
+    pass
 
 
 @app.command()
@@ -247,24 +271,40 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print the regist
     from avsync.models.registry import fusions, registry
 
     reg = registry()
+    fused = fusions()
     default = avsync.api.default_model()
     if json_out:
-        sys.stdout.write(json.dumps({"default": default, "models": {"modelfree": {"family": "model-free"}, **reg},
-                                     "fusions": fusions()}) + "\n")
+        listed = {"modelfree": {"family": "model-free"}, **reg,
+                  **{name: {"family": "fusion", **spec} for name, spec in fused.items()}}
+        sys.stdout.write(json.dumps({"default": default, "models": listed, "fusions": fused}) + "\n")
         return
     from rich.table import Table
 
-    table = Table("", "name", "family", "input", "params", "size", "sha256", box=None)
+    table = Table("", "name", "family", "input", "params", "size", "sha256", box=None, pad_edge=False)
+    for col in table.columns:  # a name cut short cannot be passed to --model: never wrap or crop cells
+        col.no_wrap = True
+        col.overflow = "ignore"
     table.add_row("*" if default == "modelfree" else "", "modelfree", "model-free", "landmarks", "0", "-", "-")
     for name, e in sorted(reg.items()):
         table.add_row("*" if name == default else "", name, e["family"], e.get("visual", ""), f"{e.get('params') or 0:,}",
                       f"{e.get('size_bytes', 0) / 1e6:.1f} MB", e["sha256"][:12])
-    for name in sorted(fusions()):
+    for name in sorted(fused):
         table.add_row("*" if name == default else "", name, "fusion", "", "", "", "")
-    out.print(table)
+    Console(highlight=False, width=max(out.width, table_width(table))).print(table)
     for name, e in sorted(reg.items()):
         out.print(f"{name}: {e.get('description', '')}", markup=False)
+    for name, spec in sorted(fused.items()):
+        members = ", ".join(f"{m} ×{w:g}" for m, w in zip(spec["members"], spec["weights"]))
+        out.print(f"{name}: fusion of standardised score curves ({members})", markup=False)
     out.print("* default of `avsync detect`; any other is chosen with --model NAME (or --model FILE.pt)", markup=False)
+
+
+def table_width(table) -> int:
+    """Width a rich table needs with no cell cut or wrapped."""
+    from rich.console import Console as _C
+
+    probe = _C(width=10_000, file=open(os.devnull, "w"))
+    return probe.measure(table).maximum
 
 
 @app.command()
