@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from avsync.errors import EXIT_CODES, AvsyncError, UncertainError, UsageError
+from avsync.native_logs import own_stderr
 
 app = typer.Typer(
     add_completion=False,
@@ -25,24 +26,10 @@ app = typer.Typer(
     ),
 )
 
-def _own_stderr():
-    """Keep a private handle on stderr, then send fd 2 to /dev/null.
-
-    MediaPipe's C++ code (glog/absl, TFLite) writes warnings straight to file
-    descriptor 2; they are noise to a user. avsync's own messages, progress bar
-    and tracebacks go to the saved handle instead.
-    """
-    try:
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        return os.fdopen(saved, "w", buffering=1)
-    except OSError:
-        return sys.stderr
-
-
-_stderr = _own_stderr() if os.environ.get("AVSYNC_NATIVE_LOGS") != "1" else sys.stderr
+# MediaPipe's native log lines are noise to a user: the CLI sends fd 2 to /dev/null
+# for good (the library hides them only while a face tracker runs); avsync's own
+# messages, progress bar and tracebacks go to a private handle on the real stderr.
+_stderr = own_stderr()
 sys.stderr = _stderr  # Python-level writers (click, warnings) keep a working stderr
 err = Console(file=_stderr, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
