@@ -230,6 +230,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         method=estimator.description,
         model=estimator.name,
         search_ms=round(max_s * 1000.0, 1),
+        damaged=[[round(a - ext.times[0], 2), round(b - ext.times[0], 2)] for a, b in ext.damaged],
         faces=face_list,
         windows=windows,
         curve={"lags_ms": np.round(lags * 1000.0, 2).tolist(), "scores": np.round(curve, 5).tolist()},

@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from avsync.constants import MAX_ANALYSIS_FPS
 from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMediaError
 from avsync.face.tracker import FaceTrack, FaceTracker, frame_to_rgb
 from avsync.media.decode import MediaInfo, is_truncated, iter_audio_chunks, iter_video_frames, probe
+from avsync.util import merge_spans
 
 ProgressHook = Callable[[float], None]
 
@@ -45,6 +46,9 @@ class Extraction:
     audio_duration_s: float
     #: Time (s) of mel80 frame 0 (None: audio_t0). Differs only in sliced trials.
     mel80_t0: float | None = None
+    #: Spans (start_s, end_s, on the clock of ``times``) where packets failed to decode and were
+    #: skipped (local damage, concealed as players do); merged and sorted.
+    damaged: list = field(default_factory=list)
 
     @property
     def mel80_origin(self) -> float:
@@ -59,6 +63,13 @@ class Extraction:
         """
         if len(self.times) < 2 or self.times[-1] <= self.times[0]:
             return self.info.fps
+        if self.damaged:  # frames lost to damage: count only the intervals clear of it
+            t = np.asarray(self.times, dtype=np.float64)
+            clear = np.ones(len(t) - 1, dtype=bool)
+            for a, b in self.damaged:
+                clear &= (t[1:] < a) | (t[:-1] > b)
+            if clear.sum() >= 2:
+                return float(clear.sum() / np.diff(t)[clear].sum())
         return float((len(self.times) - 1) / (self.times[-1] - self.times[0]))
 
     @property
@@ -70,7 +81,7 @@ def _audio_worker(path: str, result: dict) -> None:
     try:
         s40, s80 = StreamingFeatures(E2E_MEL), StreamingFeatures(LOGMEL)
         t0, n = None, 0
-        for start, chunk in iter_audio_chunks(path):
+        for start, chunk in iter_audio_chunks(path, damaged=result.setdefault("damaged", [])):
             if t0 is None:
                 t0 = start
             n += len(chunk)
@@ -84,9 +95,9 @@ def _audio_worker(path: str, result: dict) -> None:
 _END = object()
 
 
-def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event) -> None:
+def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event, damaged: list) -> None:
     try:
-        for _, t, frame in iter_video_frames(path, max_fps=max_fps):
+        for _, t, frame in iter_video_frames(path, max_fps=max_fps, damaged=damaged):
             item = (t, frame_to_rgb(frame))
             while not stop.is_set():
                 try:
@@ -109,6 +120,9 @@ def extract(
 ) -> Extraction:
     """Decode ``path`` once: face tracks per analysed frame, and audio features."""
     info = probe(path)
+    if info.cover_art_only:
+        raise NoVideoError(f"{os.path.basename(str(path))} is audio with a still image (cover art): "
+                           "no video to read lips from")
     if not info.has_video:
         raise NoVideoError(f"no video stream in {os.path.basename(str(path))}: nothing to read lips from")
     if not info.has_audio:
@@ -120,7 +134,9 @@ def extract(
 
     q: queue.Queue = queue.Queue(maxsize=8)
     stop = threading.Event()
-    vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop), daemon=True)
+    video_damage: list = []
+    vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop, video_damage),
+                          daemon=True)
     vt.start()
     tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops)
     times: list[float] = []
@@ -155,6 +171,7 @@ def extract(
         mel40=audio["mel40"],
         mel80=audio["mel80"],
         audio_duration_s=float(audio["duration"]),
+        damaged=merge_spans(video_damage + audio.get("damaged", [])),
     )
     _check_complete(ext)
     return ext

@@ -174,6 +174,7 @@ def fix(
     if json_out:
         d = {"input": report.input, "output": report.output, "applied_offset_ms": report.offset_ms,
              "audio": report.audio, "copied_streams": report.copied_streams, "dropped_streams": report.dropped_streams,
+             "damaged": report.damaged,
              "detected": detected.to_dict() if detected else None}
         if d["detected"]:
             d["detected"].pop("curve", None)
@@ -186,6 +187,9 @@ def fix(
     out.print(f"wrote {report.output}: audio {how} by {abs(report.offset_ms):.1f} ms{copied}", markup=False)
     for d in report.dropped_streams:
         err.print(f"avsync: note: stream {d} could not be copied and was left out", markup=False)
+    if report.damaged:
+        spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in report.damaged)
+        err.print(f"avsync: note: the input's audio is damaged at {spans}: written as silence", markup=False)
 
 
 @app.command("eval")
