@@ -2,8 +2,8 @@
 # One-command set-up: a virtual environment in .venv with the CPU build of
 # PyTorch and avsync (editable) with the test tools.
 #
-#   ./setup.sh                 # avsync + tests (the [dev] extra)
-#   ./setup.sh bench           # another extra instead (bench: the benchmarks' ffmpeg)
+#   ./setup.sh                 # avsync + the test tools (the [dev] extra)
+#   ./setup.sh dev,bench       # other extras (bench: the static ffmpeg the benchmarks time against)
 #
 # PyTorch's CPU build: where pip is not already set up to find it (on Linux,
 # PyPI's torch wheel is the CUDA build, gigabytes of it), give the index that

@@ -101,4 +101,5 @@ EXIT_CODES = {
     UncertainError.exit_code: "fix: the detected offset is too uncertain to apply (use --force or --offset-ms)",
     InputUnreadableError.exit_code: "input file cannot be read (permission denied)",
     70: "internal error (a bug; the traceback is printed)",
+    130: "interrupted (Ctrl-C; `eval` still reports the clips scored so far)",
 }
