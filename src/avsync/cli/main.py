@@ -99,7 +99,8 @@ def _main_options(
 
 @app.command()
 def detect(
-    path: Path = typer.Argument(..., help="Video file to analyse.", show_default=False),
+    # readable=False: avsync checks the input itself, for its own message and exit code (14 when unreadable)
+    path: Path = typer.Argument(..., help="Video file to analyse.", show_default=False, readable=False),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     max_offset_ms: Optional[float] = typer.Option(
         None, "--max-offset-ms", help="Search range either way in ms (default ±15 frames; up to 3000)."),
@@ -145,7 +146,8 @@ def detect(
 
 @app.command()
 def fix(
-    path: Path = typer.Argument(..., help="Video file to correct (never modified).", show_default=False),
+    path: Path = typer.Argument(..., help="Video file to correct (never modified).", show_default=False,
+                                readable=False),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default NAME.fixed.EXT)."),
     offset_ms: Optional[float] = typer.Option(
         None, "--offset-ms", help="Apply this known offset (ms, >0 = audio late) instead of detecting."),
