@@ -234,16 +234,17 @@ def build_cases(root: Path) -> list[Case]:
          make=lambda p: os.symlink(p, p), hash_input=False)
     case("directory", D, NotMediaError.exit_code, input_name="folder.mp4", make=lambda p: p.mkdir(),
          hash_input=False)
-    case("dev-zero", ["detect", "/dev/zero"], NotMediaError.exit_code)
-    case("dev-null", ["detect", "/dev/null"], NotMediaError.exit_code)
+    says = lambda words: (lambda proc, c: _says(proc, words))  # noqa: E731
+    case("dev-zero", ["detect", "/dev/zero"], NotMediaError.exit_code, check=says("is a device"))
+    case("dev-null", ["detect", "/dev/null"], NotMediaError.exit_code, check=says("is a device"))
     case("fifo-no-writer", D, NotMediaError.exit_code, input_name="fifo.mp4", make=lambda p: os.mkfifo(p),
-         hash_input=False)
+         hash_input=False, check=says("named pipe (FIFO)"))
     fed = case("fifo-fed-a-clip", D, NotMediaError.exit_code, input_name="fed.mp4", make=lambda p: os.mkfifo(p),
-               hash_input=False)
+               hash_input=False, check=says("named pipe (FIFO)"))
     fed.setup, fed.teardown = _fifo_writer(fed.input, base)
 
     # -- not media
-    case("empty", D, NotMediaError.exit_code, input_name="empty.mp4", make=write(b""))
+    case("empty", D, NotMediaError.exit_code, input_name="empty.mp4", make=write(b""), check=says("empty file"))
     case("one-byte", D, NotMediaError.exit_code, input_name="one.mp4", make=write(b"\x00"))
     case("text-as-mp4", D, NotMediaError.exit_code, input_name="notes.mp4", make=write(b"not a video\n" * 100))
     case("random-bytes", D, NotMediaError.exit_code, input_name="noise.mkv",
@@ -281,7 +282,7 @@ def build_cases(root: Path) -> list[Case]:
          make=lambda p: encode(p, audio=audio, rate=rate, acodec="pcm_s16le", fmt="wav"))
     case("mp3-with-cover-art", D, NoVideoError.exit_code, input_name="song.mp3",
          make=lambda p: mp3_with_cover(grid, p),
-         check=lambda proc, c: "cover art" in proc.stderr)
+         check=says("audio with a still image (cover art)"))
     case("video-only", D, NoAudioError.exit_code, input_name="mute.mp4",
          make=lambda p: trim(grid, p, kinds=("video",)))
     case("video-only-fix", ["fix", "{in}", "--offset-ms", "40"], NoAudioError.exit_code, input_name="mute.mp4",
@@ -332,8 +333,9 @@ def build_cases(root: Path) -> list[Case]:
          OutputError.exit_code, input_name="clip.mp4", make=copy(base))
     case("fix-output-folder-missing", ["fix", "{in}", "--offset-ms", "40", "-o", "{dir}/no/such/out.mp4"],
          OutputError.exit_code, input_name="clip.mp4", make=copy(base))
-    case("fix-output-is-a-folder", ["fix", "{in}", "--offset-ms", "40", "-o", "{dir}/sub", "--overwrite"],
-         OutputError.exit_code, input_name="clip.mp4", make=lambda p: (copy(base)(p), (p.parent / "sub").mkdir()))
+    case("fix-output-is-a-folder", ["fix", "{in}", "--offset-ms", "40", "-o", "{dir}/sub.mp4", "--overwrite"],
+         OutputError.exit_code, input_name="clip.mp4",
+         make=lambda p: (copy(base)(p), (p.parent / "sub.mp4").mkdir()))
     case("fix-output-under-a-file", ["fix", "{in}", "--offset-ms", "40", "-o", "{in}/out.mp4"],
          OutputError.exit_code, input_name="clip.mp4", make=copy(base))
     case("fix-output-is-input-via-symlink", ["fix", "{in}", "--offset-ms", "40", "-o", "{dir}/alias.mp4",
@@ -350,6 +352,10 @@ def build_cases(root: Path) -> list[Case]:
     case("talk-clip-detect", ["detect", "--json", "{in}"], OK, input_name="talk.mp4", make=copy(talk2),
          check=_json_has("damaged", lambda v: v == []))
     return cases
+
+
+def _says(proc, words):
+    assert words in proc.stderr, proc.stderr
 
 
 def _two_audio_tracks(src, dst):
