@@ -75,6 +75,8 @@ def ln_is_footer(row) -> bool:
 def test_models_table_never_cuts_a_name_at_80_columns(cli, models_json):
     proc = cli("models")
     assert "…" not in proc.stdout
+    table = proc.stdout.splitlines()[: 1 + len(models_json["models"])]
+    assert max(len(ln) for ln in table) <= 80, table
     for name in models_json["models"]:
         assert re.search(rf"(^|\s){re.escape(name)}(\s|$)", proc.stdout, re.M), name
 

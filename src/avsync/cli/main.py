@@ -273,17 +273,24 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print the regist
         return
     from rich.table import Table
 
-    table = Table("", "name", "family", "input", "params", "size", "sha256", box=None, pad_edge=False)
+    table = Table("  name", "family", "input", "params", "size", "sha256", box=None, pad_edge=False)
     for col in table.columns:  # a name cut short cannot be passed to --model: never wrap or crop cells
         col.no_wrap = True
         col.overflow = "ignore"
-    table.add_row("*" if default == "modelfree" else "", "modelfree", "model-free", "landmarks", "0", "-", "-")
+
+    def mark(name: str) -> str:
+        return ("* " if name == default else "  ") + name
+
+    table.add_row(mark("modelfree"), "model-free", "landmarks", "0", "-", "-")
     for name, e in sorted(reg.items()):
-        table.add_row("*" if name == default else "", name, e["family"], e.get("visual", ""), f"{e.get('params') or 0:,}",
+        table.add_row(mark(name), e["family"], e.get("visual", ""), f"{e.get('params') or 0:,}",
                       f"{e.get('size_bytes', 0) / 1e6:.1f} MB", e["sha256"][:12])
     for name in sorted(fused):
-        table.add_row("*" if name == default else "", name, "fusion", "", "", "", "")
-    Console(highlight=False, width=max(out.width, table_width(table))).print(table)
+        table.add_row(mark(name), "fusion", "", "", "", "")
+    wide = Console(highlight=False, width=max(out.width, table_width(table)), file=open(os.devnull, "w"))
+    with wide.capture() as cap:
+        wide.print(table)
+    sys.stdout.write("\n".join(line.rstrip() for line in cap.get().splitlines()) + "\n")
     for name, e in sorted(reg.items()):
         out.print(f"{name}: {e.get('description', '')}", markup=False)
     for name, spec in sorted(fused.items()):
