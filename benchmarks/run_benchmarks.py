@@ -1165,7 +1165,7 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
     if batch.is_file():
         L.append("<!-- batch_throughput.py: begin -->\n" + batch.read_text().rstrip() + "\n<!-- batch_throughput.py: end -->\n")
     L.append("## Reproduce\n")
-    L.append("```bash\npip install -e \".[dev]\"            # imageio-ffmpeg provides the ffmpeg binary timed above\n"
+    L.append("```bash\n./setup.sh dev,bench                 # [bench]: imageio-ffmpeg, the ffmpeg binary timed above\n"
              "python benchmarks/run_benchmarks.py  # --quick for a smoke run; --skip-accuracy/--skip-speed/--skip-rss/--skip-protocols/--skip-models/--skip-faces; "
              "--models A,B; --workdir DIR\n```\n")
     L.append("Per-trial results of the last run are written to `$WORKDIR/accuracy-trials.tsv`, per-clip face "

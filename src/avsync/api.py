@@ -288,6 +288,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
         method=estimator.description,
         model=estimator.name,
         search_ms=round(max_s * 1000.0, 1),
+        damaged=[[round(a - ext.times[0], 2), round(b - ext.times[0], 2)] for a, b in ext.damaged],
         faces=face_list,
         windows=windows,
         shots=[s.to_dict() for s in shots_from_cuts(ext.times, ext.cuts, 1.0 / fps)],

@@ -23,6 +23,12 @@ class InputNotFoundError(AvsyncError):
     exit_code = 3
 
 
+class InputUnreadableError(AvsyncError):
+    """The input exists but this user may not read it."""
+
+    exit_code = 14
+
+
 class NotMediaError(AvsyncError):
     """The file exists but no demuxer recognises it."""
 
@@ -93,5 +99,7 @@ EXIT_CODES = {
     OutputError.exit_code: "output could not be written",
     ModelError.exit_code: "model not found or corrupt",
     UncertainError.exit_code: "fix: the detected offset is too uncertain to apply (use --force or --offset-ms)",
+    InputUnreadableError.exit_code: "input file cannot be read (permission denied)",
     70: "internal error (a bug; the traceback is printed)",
+    130: "interrupted (Ctrl-C; `eval` still reports the clips scored so far)",
 }

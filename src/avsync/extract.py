@@ -24,6 +24,7 @@ from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMedi
 from avsync.face.tracker import FaceTrack, FaceTracker, frame_to_rgb
 from avsync.media.decode import MediaInfo, is_truncated, iter_audio_chunks, iter_video_frames, probe
 from avsync.media.shots import ShotDetector
+from avsync.util import merge_spans
 
 ProgressHook = Callable[[float], None]
 
@@ -52,6 +53,9 @@ class Extraction:
     mel80_t0: float | None = None
     #: Analysed frames that begin a new shot (cuts); no face track crosses one.
     cuts: list[int] = field(default_factory=list)
+    #: Spans (start_s, end_s, on the clock of ``times``) where packets failed to decode and were
+    #: skipped (local damage, concealed as players do); merged and sorted.
+    damaged: list = field(default_factory=list)
 
     @property
     def mel80_origin(self) -> float:
@@ -69,6 +73,8 @@ class Extraction:
             return self.info.fps
         d = np.diff(self.times)
         steady = d < GAP_FRAMES * float(np.median(d))
+        for a, b in self.damaged:  # frames lost to damage: count only the intervals clear of it
+            steady &= (self.times[1:] < a) | (self.times[:-1] > b)
         return float(steady.sum() / d[steady].sum()) if steady.any() else self.info.fps
 
     @property
@@ -80,7 +86,7 @@ def _audio_worker(path: str, result: dict) -> None:
     try:
         s40, s80 = StreamingFeatures(E2E_MEL), StreamingFeatures(LOGMEL)
         t0, n = None, 0
-        for start, chunk in iter_audio_chunks(path):
+        for start, chunk in iter_audio_chunks(path, damaged=result.setdefault("damaged", [])):
             if t0 is None:
                 t0 = start
             n += len(chunk)
@@ -94,9 +100,9 @@ def _audio_worker(path: str, result: dict) -> None:
 _END = object()
 
 
-def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event) -> None:
+def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event, damaged: list) -> None:
     try:
-        for _, t, frame in iter_video_frames(path, max_fps=max_fps):
+        for _, t, frame in iter_video_frames(path, max_fps=max_fps, damaged=damaged):
             item = (t, frame_to_rgb(frame))
             while not stop.is_set():
                 try:
@@ -119,6 +125,9 @@ def extract(
 ) -> Extraction:
     """Decode ``path`` once: face tracks per analysed frame, and audio features."""
     info = probe(path)
+    if info.cover_art_only:
+        raise NoVideoError(f"{os.path.basename(str(path))} is audio with a still image (cover art): "
+                           "no video to read lips from")
     if not info.has_video:
         raise NoVideoError(f"no video stream in {os.path.basename(str(path))}: nothing to read lips from")
     if not info.has_audio:
@@ -130,7 +139,9 @@ def extract(
 
     q: queue.Queue = queue.Queue(maxsize=8)
     stop = threading.Event()
-    vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop), daemon=True)
+    video_damage: list = []
+    vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop, video_damage),
+                          daemon=True)
     vt.start()
     tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops)
     shots = ShotDetector(fps=min(info.fps or MAX_ANALYSIS_FPS, MAX_ANALYSIS_FPS))
@@ -177,6 +188,7 @@ def extract(
         mel80=audio["mel80"],
         audio_duration_s=float(audio["duration"]),
         cuts=sorted(cuts),
+        damaged=merge_spans(video_damage + audio.get("damaged", [])),
     )
     _check_complete(ext)
     return ext

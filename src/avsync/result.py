@@ -53,6 +53,9 @@ class SyncResult:
     evidence_s: float = 0.0
     #: Why the confidence is low, in words (None when the answer is reliable).
     caution: str | None = None
+    #: Spans [start_s, end_s] (from the first frame) where the file is damaged: packets that
+    #: could not be decoded were skipped, as players do, and sync was judged from the rest.
+    damaged: list[list[float]] = field(default_factory=list)
     faces: list[FaceInfo] = field(default_factory=list)
     windows: list[WindowEstimate] | None = None
     #: Shots as [{start_s, end_s}] (times from the first frame).
@@ -95,6 +98,9 @@ class SyncResult:
             text += f"; {over_time}"
         if not self.reliable:
             text += f"; low confidence ({self.caution or 'weak evidence'}): treat with caution"
+        if self.damaged:
+            spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in self.damaged)
+            text += f"; caution: the file is damaged at {spans} (skipped; judged from the rest)"
         return text
 
     def to_dict(self) -> dict:

@@ -19,10 +19,18 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     any error it is removed, and an existing ``path`` is left untouched.
     """
     dst = Path(path)
-    if not dst.parent.exists():
-        raise OutputError(f"output folder does not exist: {dst.parent}")
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".avsync-tmp{dst.suffix}", dir=dst.parent)
+        folder_ok = dst.parent.is_dir()
+    except OSError as exc:  # a path component too long, a permission denied on the way
+        raise OutputError(f"cannot write {dst}: {exc.strerror or exc}") from None
+    if not folder_ok:
+        raise OutputError(f"output folder does not exist: {dst.parent}")
+    suffix = f".avsync-tmp{dst.suffix}"
+    # ".{stem}.XXXXXXXX{suffix}" must fit in a file name: the stem is cut, never the suffix writers read.
+    room = name_max(dst.parent) - len(os.fsencode(suffix)) - 2 - 8
+    prefix = f".{fit_bytes(dst.stem, max(room, 0))}."
+    try:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dst.parent)
     except OSError as exc:
         raise OutputError(f"cannot write in {dst.parent}: {exc.strerror or exc}") from None
     os.close(fd)
@@ -39,6 +47,22 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def name_max(folder: str | os.PathLike) -> int:
+    """Longest file name, in bytes, the file system of ``folder`` takes (255 on most)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def fit_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes in the file system's encoding, never inside a character."""
+    out = text
+    while out and len(os.fsencode(out)) > limit:
+        out = out[:-1]
+    return out
+
+
 def new_file_mode() -> int:
     """The mode a newly created file gets under the process's umask (0644 under the usual 022)."""
     mask = os.umask(0)
@@ -53,3 +77,14 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def merge_spans(spans, gap_s: float = 0.5) -> list[tuple[float, float]]:
+    """Sorted spans, with those less than ``gap_s`` apart merged."""
+    out: list[list[float]] = []
+    for a, b in sorted((float(a), float(max(a, b))) for a, b in spans):
+        if out and a <= out[-1][1] + gap_s:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]

@@ -12,10 +12,13 @@ import typer
 from rich.console import Console
 
 from avsync.errors import EXIT_CODES, AvsyncError, UncertainError, UsageError
+from avsync.native_logs import own_stderr
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    # Plain help text: typer's rich help shows every flag as `--json <bool>`, as if it took a value.
+    rich_markup_mode=None,
     help=(
         "Measure and fix audio-to-lip sync. offset_ms > 0 means the audio lags the picture "
         "(fix: advance the audio).\n\nExit codes: "
@@ -23,24 +26,10 @@ app = typer.Typer(
     ),
 )
 
-def _own_stderr():
-    """Keep a private handle on stderr, then send fd 2 to /dev/null.
-
-    MediaPipe's C++ code (glog/absl, TFLite) writes warnings straight to file
-    descriptor 2; they are noise to a user. avsync's own messages, progress bar
-    and tracebacks go to the saved handle instead.
-    """
-    try:
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        return os.fdopen(saved, "w", buffering=1)
-    except OSError:
-        return sys.stderr
-
-
-_stderr = _own_stderr() if os.environ.get("AVSYNC_NATIVE_LOGS") != "1" else sys.stderr
+# MediaPipe's native log lines are noise to a user: the CLI sends fd 2 to /dev/null
+# for good (the library hides them only while a face tracker runs); avsync's own
+# messages, progress bar and tracebacks go to a private handle on the real stderr.
+_stderr = own_stderr()
 sys.stderr = _stderr  # Python-level writers (click, warnings) keep a working stderr
 err = Console(file=_stderr, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -86,9 +75,32 @@ def _progress(enabled: bool):
     return prog, (lambda frac: prog.update(task, completed=frac))
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        try:
+            v = dist_version("avsync")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            import avsync
+
+            v = avsync.__version__
+        out.print(f"avsync {v}", markup=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
+):
+    pass
+
+
 @app.command()
 def detect(
-    path: Path = typer.Argument(..., help="Video file to analyse.", show_default=False),
+    # readable=False: avsync checks the input itself, for its own message and exit code (14 when unreadable)
+    path: Path = typer.Argument(..., help="Video file to analyse.", show_default=False, readable=False),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     max_offset_ms: Optional[float] = typer.Option(
         None, "--max-offset-ms", help="Search range either way in ms (default ±15 frames; up to 3000)."),
@@ -164,7 +176,8 @@ def detect(
 
 @app.command()
 def fix(
-    path: Path = typer.Argument(..., help="Video file to correct (never modified).", show_default=False),
+    path: Path = typer.Argument(..., help="Video file to correct (never modified).", show_default=False,
+                                readable=False),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default NAME.fixed.EXT)."),
     offset_ms: Optional[float] = typer.Option(
         None, "--offset-ms", help="Apply this known offset (ms, >0 = audio late) instead of detecting."),
@@ -197,6 +210,7 @@ def fix(
         d = {"input": report.input, "output": report.output, "applied_offset_ms": report.offset_ms,
              "applied_timeline": report.timeline,
              "audio": report.audio, "copied_streams": report.copied_streams, "dropped_streams": report.dropped_streams,
+             "damaged": report.damaged,
              "detected": detected.to_dict() if detected else None}
         if d["detected"]:
             d["detected"].pop("curve", None)
@@ -216,6 +230,9 @@ def fix(
         out.print(f"wrote {report.output}: audio {how} by {abs(report.offset_ms):.1f} ms{copied}", markup=False)
     for d in report.dropped_streams:
         err.print(f"avsync: note: stream {d} could not be copied and was left out", markup=False)
+    if report.damaged:
+        spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in report.damaged)
+        err.print(f"avsync: note: the input's audio is damaged at {spans}: written as silence", markup=False)
 
 
 @app.command("eval")
@@ -397,24 +414,47 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print the regist
     from avsync.models.registry import fusions, registry
 
     reg = registry()
+    fused = fusions()
     default = avsync.api.default_model()
     if json_out:
-        sys.stdout.write(json.dumps({"default": default, "models": {"modelfree": {"family": "model-free"}, **reg},
-                                     "fusions": fusions()}) + "\n")
+        listed = {"modelfree": {"family": "model-free"}, **reg,
+                  **{name: {"family": "fusion", **spec} for name, spec in fused.items()}}
+        sys.stdout.write(json.dumps({"default": default, "models": listed, "fusions": fused}) + "\n")
         return
     from rich.table import Table
 
-    table = Table("", "name", "family", "input", "params", "size", "sha256", box=None)
-    table.add_row("*" if default == "modelfree" else "", "modelfree", "model-free", "landmarks", "0", "-", "-")
+    table = Table("  name", "family", "input", "params", "size", "sha256", box=None, pad_edge=False)
+    for col in table.columns:  # a name cut short cannot be passed to --model: never wrap or crop cells
+        col.no_wrap = True
+        col.overflow = "ignore"
+
+    def mark(name: str) -> str:
+        return ("* " if name == default else "  ") + name
+
+    table.add_row(mark("modelfree"), "model-free", "landmarks", "0", "-", "-")
     for name, e in sorted(reg.items()):
-        table.add_row("*" if name == default else "", name, e["family"], e.get("visual", ""), f"{e.get('params') or 0:,}",
+        table.add_row(mark(name), e["family"], e.get("visual", ""), f"{e.get('params') or 0:,}",
                       f"{e.get('size_bytes', 0) / 1e6:.1f} MB", e["sha256"][:12])
-    for name in sorted(fusions()):
-        table.add_row("*" if name == default else "", name, "fusion", "", "", "", "")
-    out.print(table)
+    for name in sorted(fused):
+        table.add_row(mark(name), "fusion", "", "", "", "")
+    wide = Console(highlight=False, width=max(out.width, table_width(table)), file=open(os.devnull, "w"))
+    with wide.capture() as cap:
+        wide.print(table)
+    sys.stdout.write("\n".join(line.rstrip() for line in cap.get().splitlines()) + "\n")
     for name, e in sorted(reg.items()):
         out.print(f"{name}: {e.get('description', '')}", markup=False)
+    for name, spec in sorted(fused.items()):
+        members = ", ".join(f"{m} ×{w:g}" for m, w in zip(spec["members"], spec["weights"]))
+        out.print(f"{name}: fusion of standardised score curves ({members})", markup=False)
     out.print("* default of `avsync detect`; any other is chosen with --model NAME (or --model FILE.pt)", markup=False)
+
+
+def table_width(table) -> int:
+    """Width a rich table needs with no cell cut or wrapped."""
+    from rich.console import Console as _C
+
+    probe = _C(width=10_000, file=open(os.devnull, "w"))
+    return probe.measure(table).maximum
 
 
 @app.command()

@@ -15,6 +15,7 @@ into place only when complete; the input is never opened for writing.
 """
 from __future__ import annotations
 
+import errno
 import os
 from fractions import Fraction
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ import numpy as np
 
 from avsync.correct.warp import AudioWarp, WarpPlan
 from avsync.errors import NoAudioError, OutputError, TruncatedMediaError, UsageError
-from avsync.media.decode import _ffmsg, _url, is_truncated, open_input, probe
-from avsync.util import atomic_output
+from avsync.media.decode import MAX_DAMAGED_SHARE, _ffmsg, _url, is_truncated, open_input, probe
+from avsync.util import atomic_output, fit_bytes, merge_spans, name_max
 
 #: Codecs we re-encode audio into when the source codec has no encoder here.
 _FALLBACK_CODEC = {"mp4": "aac", "mov": "aac", "matroska": "flac", "webm": "libopus", "avi": "pcm_s16le"}
@@ -47,18 +48,43 @@ class CorrectionReport:
     dropped_streams: list[str] = field(default_factory=list)
     #: The offset over time that was applied (``SyncResult.timeline``), None for one constant shift.
     timeline: dict | None = None
+    #: Audio spans (start_s, end_s) that could not be decoded: written as silence of the same length.
+    damaged: list = field(default_factory=list)
 
 
 def default_output_path(path: str | os.PathLike) -> Path:
+    """NAME.fixed.EXT beside the input; NAME is shortened where the whole would not fit in a file name."""
     p = Path(path)
-    return p.with_name(f"{p.stem}.fixed{p.suffix or '.mp4'}")
+    tail = f".fixed{p.suffix or '.mp4'}"
+    room = name_max(p.parent if str(p.parent) else ".") - len(os.fsencode(tail))
+    stem = fit_bytes(p.stem, room) if room > 0 else ""
+    if not stem:
+        raise UsageError(f"no default output name fits beside {p.name}: give one with -o")
+    return p.with_name(stem + tail)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.stat(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise OutputError(f"output name too long for the file system: {path}") from None
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            return False
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
     try:
-        return b.exists() and os.path.samefile(a, b)
+        if a.resolve() == b.resolve():
+            return True
+    except OSError:
+        pass
+    try:
+        return _exists(b) and os.path.samefile(a, b)
     except OSError:
         return False
 
@@ -152,6 +178,18 @@ class _AudioShifter:
             self._push(self._silence(self.shift))
         return self._encode(final)
 
+    def conceal(self, n: int):
+        """A packet of ``n`` samples that could not be decoded: silence of its length keeps the timing."""
+        if self.next_pts is None or n <= 0:  # nothing decoded yet: the first good frame sets the start
+            return []
+        if self.to_drop:
+            dropped = min(n, self.to_drop)
+            self.to_drop -= dropped
+            n -= dropped
+        if n:
+            self._push(self._silence(n))
+        return self._encode(False)
+
     def _encode(self, final: bool):
         packets = []
         if self.next_pts is None:  # the stream held no audio at all
@@ -232,7 +270,7 @@ def correct(
     dst_p = Path(dst) if dst is not None else default_output_path(src_p)
     if _same_file(src_p, dst_p):
         raise UsageError("the output would overwrite the input; choose another output path")
-    if dst_p.exists() and not overwrite:
+    if _exists(dst_p) and not overwrite:
         raise UsageError(f"output exists (use --overwrite to replace it): {dst_p}")
 
     if dst_p.suffix.lower() not in _MUXER_FOR_SUFFIX:
@@ -278,6 +316,7 @@ def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: Correcti
                 except (ValueError, av.error.FFmpegError) as exc:
                     report.dropped_streams.append(f"#{s.index} {s.type} ({_ffmsg(exc)})")
         ends: dict[int, float] = {}
+        n_bad = n_audio = 0
         try:
             for packet in inp.demux():
                 idx = packet.stream.index
@@ -285,7 +324,19 @@ def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: Correcti
                     end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                     ends[idx] = max(ends.get(idx, end), end)
                 if idx in shifters:
-                    for frame in packet.decode():
+                    try:
+                        frames = packet.decode()
+                    except av.error.InvalidDataError:  # local damage: silence in its place, as players do
+                        frames = []
+                        n_bad += 1
+                        tb, rate = packet.time_base, shifters[idx].rate
+                        if packet.pts is not None and tb:
+                            start = float(packet.pts * tb)
+                            report.damaged.append((round(start, 3), round(start + float((packet.duration or 0) * tb), 3)))
+                        for p in shifters[idx].conceal(int(round(float((packet.duration or 0) * (tb or 0)) * rate))):
+                            out.mux(p)
+                    n_audio += 1
+                    for frame in frames:
                         for p in shifters[idx].feed(frame):
                             out.mux(p)
                     continue
@@ -297,11 +348,16 @@ def _write(src: Path, tmp: Path, suffix: str, offset_ms: float, report: Correcti
                 out.mux(packet)
         except av.error.InvalidDataError as exc:
             raise TruncatedMediaError(f"input is corrupt ({_ffmsg(exc)}): {src.name}") from None
+        report.damaged = [(round(a, 2), round(b, 2)) for a, b in merge_spans(report.damaged)]
+        if n_bad > 2 and n_bad > MAX_DAMAGED_SHARE * n_audio:
+            raise TruncatedMediaError(f"audio is corrupt ({n_bad} of {n_audio} packets unreadable): {src.name}")
         for sh in shifters.values():
             for p in sh.feed(None):
                 out.mux(p)
         declared = float(inp.duration) / av.time_base if inp.duration else 0.0
         start = float(inp.start_time) / av.time_base if inp.start_time else 0.0
+        if declared > 0 and not ends:
+            raise TruncatedMediaError(f"file is truncated: it holds no audio or video data: {src.name}")
         if ends and is_truncated(min(ends.values()) - start, declared):
             raise TruncatedMediaError(
                 f"file is truncated: streams end at {min(ends.values()) - start:.1f} s of a declared "

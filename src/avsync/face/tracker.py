@@ -22,6 +22,7 @@ import numpy as np
 
 from avsync.constants import DETECT_LONG_SIDE, MESH_CROP_SIDE, MOUTH_CROP_HW
 from avsync.face.landmarks import KEY_INDICES, LEFT_EYE_OUTER, N_LIP, RIGHT_EYE_OUTER
+from avsync.native_logs import Silencer
 
 # MediaPipe logs through glog/absl to stderr; keep the CLI output clean.
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -202,7 +203,15 @@ class FaceTracker:
         min_detection_confidence: float = 0.5,
         workers: int = 2,
     ):
-        import mediapipe as mp  # heavy import, only when faces are needed
+        # MediaPipe's native log lines (fd 2, from its own threads) are hidden while the
+        # tracker lives, for the library as for the CLI, unless AVSYNC_NATIVE_LOGS=1.
+        self._quiet = Silencer()
+        self._quiet.start()
+        try:
+            import mediapipe as mp  # heavy import, only when faces are needed
+        except BaseException:
+            self._quiet.stop()
+            raise
 
         self._mp = mp
         self.max_faces = max_faces
@@ -466,8 +475,16 @@ class FaceTracker:
                 for m in meshes:
                     m.close()
             self._active, self._retired, self._free = [], [], []
-            self._detector.close()
-            self._near_detector.close()
+            try:
+                self._detector.close()
+                self._near_detector.close()
+            finally:
+                self._quiet.stop()
+
+    def __del__(self):  # a tracker dropped without close() must not keep stderr silenced
+        quiet = getattr(self, "_quiet", None)
+        if quiet is not None:
+            quiet.stop()
 
 
 __all__ = ["FaceTrack", "FaceTracker", "frame_to_rgb", "mouth_crop"]

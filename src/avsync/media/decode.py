@@ -7,8 +7,10 @@ are honoured rather than assumed to be zero.
 """
 from __future__ import annotations
 
+import errno
 import heapq
 import os
+import stat
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import numpy as np
 from avsync.constants import AUDIO_CHUNK_S, AUDIO_SR, FALLBACK_FPS
 from avsync.errors import (
     InputNotFoundError,
+    InputUnreadableError,
     NoAudioError,
     NotMediaError,
     NoVideoError,
@@ -65,6 +68,8 @@ class MediaInfo:
     video_start_s: float
     audio_start_s: float
     n_video_frames: int
+    #: The only picture is a still image (an MP3's or M4A's cover art), not video.
+    cover_art_only: bool = False
 
 
 def _url(path: Path) -> str:
@@ -74,13 +79,31 @@ def _url(path: Path) -> str:
 
 
 def _check_path(path: str | os.PathLike) -> Path:
+    """The input, if it is a readable regular file; otherwise the error that says why not.
+
+    Nothing is opened here: opening a FIFO would block until something writes to it.
+    """
     p = Path(path)
-    if not p.exists():
-        raise InputNotFoundError(f"input not found: {p}")
-    if p.is_dir():
+    try:
+        st = os.stat(p)
+    except PermissionError:
+        raise InputUnreadableError(f"cannot reach the input (permission denied): {p}") from None
+    except OSError as exc:
+        why = {errno.ENAMETOOLONG: " (name too long)", errno.ELOOP: " (symbolic link loop)"}.get(exc.errno, "")
+        raise InputNotFoundError(f"input not found{why}: {p}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise NotMediaError(f"input is a directory, not a media file: {p}")
-    if p.stat().st_size == 0:
+    if stat.S_ISFIFO(st.st_mode):
+        raise NotMediaError(f"input is a named pipe (FIFO), not a file: avsync reads its input more than once; "
+                            f"save the stream to a file first: {p}")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        raise NotMediaError(f"input is a device, not a media file: {p}")
+    if not stat.S_ISREG(st.st_mode):
+        raise NotMediaError(f"input is not a regular file: {p}")
+    if st.st_size == 0:
         raise NotMediaError(f"input is an empty file: {p}")
+    if not os.access(p, os.R_OK):
+        raise InputUnreadableError(f"cannot read the input (permission denied): {p}")
     return p
 
 
@@ -95,6 +118,8 @@ def open_input(path: str | os.PathLike) -> av.container.InputContainer:
     p = _check_path(path)
     try:
         return av.open(_url(p), mode="r", metadata_errors="ignore")
+    except av.error.PermissionError:
+        raise InputUnreadableError(f"cannot read the input (permission denied): {p}") from None
     except (av.error.InvalidDataError, av.error.EOFError, av.error.PermissionError, ValueError) as exc:
         if _looks_like_media(p):
             raise TruncatedMediaError(f"file is truncated or corrupt ({_ffmsg(exc)}): {p}") from None
@@ -119,6 +144,21 @@ def _stream_start(stream) -> float:
     return float(stream.start_time * stream.time_base)
 
 
+def _is_cover_art(stream) -> bool:
+    """A picture attached to an audio file (album art), not video."""
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def video_stream(container):
+    """The first video stream that is real video (cover art skipped), or None."""
+    return next((s for s in container.streams.video if not _is_cover_art(s)), None)
+
+
+def _declared(stream, container) -> bool:
+    """The headers promise content for this stream (so none decoding means a cut file)."""
+    return bool(stream.frames) or bool(stream.duration) or bool(container.duration)
+
+
 def _video_fps(stream) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate:
@@ -132,9 +172,9 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     """Read a file's stream layout. Raises for missing or unreadable files."""
     p = _check_path(path)
     with open_input(p) as c:
-        v = c.streams.video[0] if c.streams.video else None
+        v = video_stream(c)
         a = c.streams.audio[0] if c.streams.audio else None
-        if v is None and a is None:
+        if v is None and a is None and not c.streams.video:
             raise NotMediaError(f"file holds neither audio nor video: {p}")
         duration = float(c.duration) / av.time_base if c.duration else 0.0
         fps = _video_fps(v) if v is not None else 0.0
@@ -155,6 +195,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             video_start_s=_stream_start(v) if v is not None else 0.0,
             audio_start_s=_stream_start(a) if a is not None else 0.0,
             n_video_frames=n_frames,
+            cover_art_only=v is None and bool(c.streams.video),
         )
 
 
@@ -162,8 +203,38 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 AUDIO_GAP_S = 0.05
 
 
+#: Share of a stream's packets that may fail to decode with the damage still counted as local
+#: (concealed, as players do); more than this and the file is reported as corrupt.
+MAX_DAMAGED_SHARE = 0.2
+
+
+def _decode_concealing(c, stream, name: str, damaged: list):
+    """Decode ``stream`` packet by packet, skipping packets that fail (local damage) as players do.
+
+    Each skipped packet's span ``(start_s, end_s)`` on the container clock is appended to
+    ``damaged``. Damage beyond ``MAX_DAMAGED_SHARE`` of the packets is a corrupt file.
+    """
+    bad = total = 0
+    for packet in c.demux(stream):
+        total += 1
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            bad += 1
+            if bad > 25 and bad > MAX_DAMAGED_SHARE * total:  # not local: stop early
+                raise TruncatedMediaError(f"{stream.type} stream is corrupt ({_ffmsg(exc)}): {name}") from None
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is not None and packet.time_base:
+                start = float(ts * packet.time_base)
+                damaged.append((start, start + float((packet.duration or 0) * packet.time_base)))
+            continue
+        yield from frames
+    if bad > 2 and bad > MAX_DAMAGED_SHARE * total:
+        raise TruncatedMediaError(f"{stream.type} stream is corrupt ({bad} of {total} packets unreadable): {name}")
+
+
 def iter_audio_chunks(
-    path: str | os.PathLike, sr: int = AUDIO_SR, chunk_s: float = AUDIO_CHUNK_S
+    path: str | os.PathLike, sr: int = AUDIO_SR, chunk_s: float = AUDIO_CHUNK_S, damaged: list | None = None
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(start_time_s, mono float32 samples at sr)`` chunks, contiguous in time.
 
@@ -171,8 +242,10 @@ def iter_audio_chunks(
     presentation time; every later chunk follows it sample for sample. A hole
     in the audio (a frame that starts more than ``AUDIO_GAP_S`` after the
     previous one ends) is filled with silence, as players do, so the audio after
-    it stays at its own time.
+    it stays at its own time; so are packets that fail to decode (their spans
+    are appended to ``damaged``).
     """
+    damaged = [] if damaged is None else damaged
     p = _check_path(path)
     with open_input(p) as c:
         if not c.streams.audio:
@@ -184,13 +257,16 @@ def iter_audio_chunks(
         n_pending = 0
         t0: float | None = None
         emitted = 0
+        n_damaged = len(damaged)
         try:
-            for frame in c.decode(stream):
+            for frame in _decode_concealing(c, stream, p.name, damaged):
                 if t0 is None:
                     t0 = float(frame.time) if frame.time is not None else _stream_start(stream)
                 elif frame.time is not None:
+                    lost = len(damaged) > n_damaged  # packets lost to damage since the last frame
+                    n_damaged = len(damaged)
                     gap = float(frame.time) - (t0 + (emitted + n_pending) / sr)
-                    if gap > AUDIO_GAP_S:
+                    if gap > AUDIO_GAP_S or (lost and gap > 0):
                         pending.append(np.zeros(int(round(gap * sr)), np.float32))
                         n_pending += pending[-1].size
                 for rf in resampler.resample(frame):
@@ -208,6 +284,8 @@ def iter_audio_chunks(
         except av.error.FFmpegError as exc:
             raise TruncatedMediaError(f"audio stream is corrupt ({_ffmsg(exc)}): {p.name}") from None
         if t0 is None:
+            if _declared(stream, c):
+                raise TruncatedMediaError(f"file is truncated: its audio stream holds no data: {p.name}")
             raise NoAudioError(f"the audio stream of {p.name} holds no decodable samples")
         rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
         if rest.size or emitted == 0:
@@ -221,19 +299,21 @@ def read_audio(path: str | os.PathLike, sr: int = AUDIO_SR) -> tuple[float, np.n
 
 
 def iter_video_frames(
-    path: str | os.PathLike, max_fps: float | None = None
+    path: str | os.PathLike, max_fps: float | None = None, damaged: list | None = None
 ) -> Iterator[tuple[int, float, av.VideoFrame]]:
     """Yield ``(frame_index, time_s, frame)`` for every decoded video frame.
 
     With ``max_fps``, frames closer than ``1/max_fps`` to the last yielded one
     are skipped (they are still decoded: inter-coded video needs them), so the
     indices then count yielded frames. Timestamps are always the frames' own.
+    Packets that fail to decode are skipped, their spans appended to ``damaged``.
     """
+    damaged = [] if damaged is None else damaged
     p = _check_path(path)
     with open_input(p) as c:
-        if not c.streams.video:
+        stream = video_stream(c)
+        if stream is None:
             raise NoVideoError(f"no video stream in {p.name}")
-        stream = c.streams.video[0]
         stream.thread_type = "AUTO"
         min_gap = (1.0 / max_fps) * 0.999 if max_fps else 0.0
         last_t = -np.inf
@@ -256,7 +336,7 @@ def iter_video_frames(
             return idx - 1, t, frame
 
         try:
-            for frame in c.decode(stream):
+            for frame in _decode_concealing(c, stream, p.name, damaged):
                 t = float(frame.time) if frame.time is not None else guess_t
                 guess_t = t + fallback_dt
                 held.append(frame)
@@ -271,5 +351,7 @@ def iter_video_frames(
                     yield item
         except av.error.FFmpegError as exc:
             raise TruncatedMediaError(f"video stream is corrupt ({_ffmsg(exc)}): {p.name}") from None
+        if idx == 0 and _declared(stream, c):
+            raise TruncatedMediaError(f"file is truncated: its video stream holds no frames: {p.name}")
         if idx == 0:
             raise NoVideoError(f"the video stream of {p.name} holds no decodable frames")

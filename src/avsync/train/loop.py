@@ -527,7 +527,10 @@ def _save_state(path: Path, model, opt, step: int, history: list[float], train_s
 
 
 def load_config(path: str | os.PathLike) -> dict:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+        import tomli as tomllib
 
     with open(path, "rb") as f:
         cfg = tomllib.load(f)

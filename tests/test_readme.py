@@ -1,0 +1,138 @@
+"""The README's commands, run as written, print what the README says they print.
+
+Every ```bash block of the README that is followed by "prints" and a plain ``` block is run, one command
+line at a time, in a fresh folder (``../shared/data`` is the data folder beside the repository, and
+``avsync`` this Python's ``python -m avsync``); the printed lines must equal the documented ones exactly.
+The same goes for the ```python example. Also: .ci/run runs the README's set-up and test commands
+exactly, every exit code is in the README's table, and the README and pyproject agree on Python.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from avsync.errors import EXIT_CODES
+from conftest import DATA, REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
+
+
+def blocks() -> list[tuple[str, str, str]]:
+    """(language, body, text up to the next block) for every fenced block of the README."""
+    found = list(FENCE.finditer(README))
+    out = []
+    for k, m in enumerate(found):
+        end = found[k + 1].start() if k + 1 < len(found) else len(README)
+        out.append((m.group(1), m.group(2), README[m.end() : end]))
+    return out
+
+
+def documented_runs() -> list[tuple[str, str, str]]:
+    """(language, code, expected output) for each code block the README says "prints" for."""
+    bs = blocks()
+    runs = []
+    for (lang, body, between), nxt in zip(bs, bs[1:]):
+        if lang in ("bash", "python") and nxt[0] == "" and re.match(r"\s*prints\b", between):
+            runs.append((lang, body, nxt[1]))
+    return runs
+
+
+def _commands(body: str) -> list[str]:
+    lines = []
+    for line in body.splitlines():
+        line = re.sub(r"\s{2,}#.*$", "", line).strip()  # a trailing comment, as the README writes them
+        if line and not line.startswith("#"):
+            lines.append(line)
+    return lines
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "AVSYNC_NATIVE_LOGS"}
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env["COLUMNS"] = "200"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def _run_bash_line(line: str, cwd) -> str:
+    argv = shlex.split(line.replace("../shared/data", str(DATA)))
+    if argv[0] == "avsync":
+        argv = [sys.executable, "-m", "avsync", *argv[1:]]
+    elif argv[0] != "cp":
+        raise AssertionError(f"the README test only runs avsync and cp, not: {line}")
+    proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, encoding="utf-8",
+                          stdin=subprocess.DEVNULL, timeout=600)
+    assert proc.returncode == 0, f"{line}\n{proc.stderr}"
+    assert proc.stderr == "", f"{line} wrote to stderr: {proc.stderr!r}"
+    return proc.stdout
+
+
+def test_the_readme_documents_outputs():
+    runs = documented_runs()
+    assert [lang for lang, _, _ in runs] == ["bash", "bash", "python"], runs
+
+
+@pytest.fixture(scope="module")
+def readme_outputs(tmp_path_factory, data_dir):
+    """Run every documented block in order, in one folder (later blocks use earlier blocks' files)."""
+    cwd = tmp_path_factory.mktemp("readme")
+    got = []
+    for lang, body, expected in documented_runs():
+        if lang == "bash":
+            printed = "".join(_run_bash_line(line, cwd) for line in _commands(body))
+        else:
+            proc = subprocess.run([sys.executable, "-c", body], cwd=cwd, env=_env(), capture_output=True,
+                                  text=True, encoding="utf-8", stdin=subprocess.DEVNULL, timeout=600)
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stderr == "", f"the Python example wrote to stderr: {proc.stderr!r}"
+            printed = proc.stdout
+        got.append((body, printed, expected))
+    return got
+
+
+@pytest.mark.parametrize("k", range(3))
+def test_readme_example_prints_what_the_readme_says(readme_outputs, k):
+    body, printed, expected = readme_outputs[k]
+    assert printed == expected, f"README block:\n{body}\nprinted:\n{printed}\ndocumented:\n{expected}"
+
+
+def test_readme_fix_example_is_reliable_without_force(readme_outputs):
+    # The main fix command works as written: the detected offset is reliable, so no --force is needed.
+    assert "--force" not in readme_outputs[1][0]
+    assert "detected:" in readme_outputs[1][1] and "low confidence" not in readme_outputs[1][1]
+
+
+def test_ci_runs_the_readme_set_up_and_test_commands_exactly():
+    install = [b for lang, b, _ in blocks() if lang == "bash" and "setup.sh" in b][0].strip()
+    test = [b for lang, b, _ in blocks() if lang == "bash" and "pytest" in b][0].strip()
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert install in ci and test in ci, (install, test)
+    assert ci.index(install) < ci.index(test)
+
+
+def test_every_exit_code_is_in_the_readme_table():
+    table = re.search(r"## Exit codes\n\n(.*?)\n\n", README, re.S).group(1)
+    documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
+    assert documented == set(EXIT_CODES), (sorted(documented), sorted(EXIT_CODES))
+
+
+def test_readme_pyproject_and_setup_agree_on_python():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    lo, hi = re.search(r"Python (3\.\d+)–(3\.\d+)", README).groups()
+    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    hi_minor = int(hi.split(".")[1])
+    assert spec == f">={lo},<3.{hi_minor + 1}", spec
+    setup = (REPO / "setup.sh").read_text()
+    assert f"({lo.replace('.', ', ')}) <= sys.version_info[:2] <= ({hi.replace('.', ', ')})" in setup
+    # This interpreter is one of the stated range (the others are checked in CI where they exist).
+    assert (3, int(lo.split(".")[1])) <= sys.version_info[:2] <= (3, hi_minor)
