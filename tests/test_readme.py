@@ -75,7 +75,9 @@ def _run_bash_line(line: str, cwd) -> str:
 
 def test_the_readme_documents_outputs():
     runs = documented_runs()
-    assert [lang for lang, _, _ in runs] == ["bash", "bash", "python"], runs
+    langs = [lang for lang, _, _ in runs]
+    assert langs.count("bash") >= 2 and "python" in langs, runs
+    assert any("avsync detect" in body for _, body, _ in runs) and any("avsync fix" in body for _, body, _ in runs)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,7 @@ def readme_outputs(tmp_path_factory, data_dir):
     return got
 
 
-@pytest.mark.parametrize("k", range(3))
+@pytest.mark.parametrize("k", range(len(documented_runs())))
 def test_readme_example_prints_what_the_readme_says(readme_outputs, k):
     body, printed, expected = readme_outputs[k]
     assert printed == expected, f"README block:\n{body}\nprinted:\n{printed}\ndocumented:\n{expected}"
@@ -104,8 +106,9 @@ def test_readme_example_prints_what_the_readme_says(readme_outputs, k):
 
 def test_readme_fix_example_is_reliable_without_force(readme_outputs):
     # The main fix command works as written: the detected offset is reliable, so no --force is needed.
-    assert "--force" not in readme_outputs[1][0]
-    assert "detected:" in readme_outputs[1][1] and "low confidence" not in readme_outputs[1][1]
+    body, printed, _ = next(r for r in readme_outputs if "avsync fix" in r[0])
+    assert "--force" not in body
+    assert "detected:" in printed and "low confidence" not in printed
 
 
 def test_ci_runs_the_readme_set_up_and_test_commands_exactly():
