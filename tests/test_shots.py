@@ -48,3 +48,16 @@ def test_sitcom_has_one_cut():
 def test_single_shot_clips_have_no_cut(rel):
     # Split-screen interview (heads moving, no cut); stand-up comedians walking on stage.
     assert _cuts(rel)[2] == []
+
+
+def test_detect_gives_shots_and_no_face_track_crosses_a_cut():
+    import avsync
+
+    r = avsync.detect(clip_path(HAMILTON))
+    assert len(r.shots) >= len(HAMILTON_CUTS) + 1
+    for f in r.faces:
+        shot = r.shots[f.shot]
+        assert shot["start_s"] - 1e-6 <= f.first_s and f.last_s <= shot["end_s"] + 1e-6, (f, shot)
+    for g in r.segments:
+        shot = r.shots[g["shot"]]
+        assert shot["start_s"] - 1e-6 <= g["start_s"] and g["end_s"] <= shot["end_s"] + 1e-6
