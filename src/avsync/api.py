@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,11 +20,13 @@ from avsync.constants import (
 )
 from avsync.audio.features import E2E_MEL
 from avsync.errors import ModelError, NoFaceError, NoSpeechError, TooShortError, UsageError
-from avsync.extract import Extraction, ProgressHook, extract
 from avsync.result import FaceInfo, SyncResult, WindowEstimate
 from avsync.sync.confidence import curve_features, evidence_seconds
 from avsync.sync.offset import lag_grid, read_curve, rival_index
 from avsync.sync.speech import speech_mask
+
+if TYPE_CHECKING:  # decoding (PyAV, OpenCV) and the models load only when a file is analysed
+    from avsync.extract import Extraction, ProgressHook
 
 #: Confidence at or above which an answer is marked reliable. A calibrated
 #: estimator's confidence is the probability, fitted on held-out speakers of
@@ -143,10 +146,17 @@ def detect(
     """
     opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, model)
     opts.check()
+    if extraction is None:  # a missing or unreadable file is reported before any model loads
+        from avsync.media.decode import probe
+
+        probe(path)
     estimator = load_model(opts.model)
     crops = getattr(estimator, "needs_crops", False)
-    ext = extraction if extraction is not None else extract(path, max_faces=opts.max_faces, keep_crops=crops,
-                                                             progress=progress)
+    if extraction is None:
+        from avsync.extract import extract
+
+        extraction = extract(path, max_faces=opts.max_faces, keep_crops=crops, progress=progress)
+    ext = extraction
     return estimate(ext, estimator, opts)
 
 

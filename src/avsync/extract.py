@@ -14,14 +14,17 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from avsync.audio.features import E2E_MEL, LOGMEL, StreamingFeatures
 from avsync.constants import MAX_ANALYSIS_FPS
 from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMediaError
-from avsync.face.tracker import FaceTrack, FaceTracker, frame_to_rgb
 from avsync.media.decode import MediaInfo, is_truncated, iter_audio_chunks, iter_video_frames, probe
+
+if TYPE_CHECKING:
+    from avsync.face.tracker import FaceTrack
 
 ProgressHook = Callable[[float], None]
 
@@ -85,6 +88,8 @@ _END = object()
 
 
 def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event) -> None:
+    from avsync.face.tracker import frame_to_rgb
+
     try:
         for _, t, frame in iter_video_frames(path, max_fps=max_fps):
             item = (t, frame_to_rgb(frame))
@@ -122,6 +127,8 @@ def extract(
     stop = threading.Event()
     vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop), daemon=True)
     vt.start()
+    from avsync.face.tracker import FaceTracker  # OpenCV and MediaPipe load here, not at ``import avsync``
+
     tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops)
     times: list[float] = []
     total = info.duration_s or 0.0

@@ -13,7 +13,10 @@ where a face is lost. Optionally it also keeps aligned mouth crops.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+import types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -37,6 +40,47 @@ _SEARCH_EVERY = 3
 _HARD_SEARCH_EVERY = 3
 #: Border added on each side (share of the frame) when looking for a face that fills the frame.
 _PAD = 0.4
+
+
+#: MediaPipe modules that ``import mediapipe`` runs but avsync never uses; ``drawing_utils`` imports
+#: matplotlib.pyplot (about 0.4 s of start-up here).
+_UNUSED_MP = ("mediapipe.python.solutions.drawing_utils", "mediapipe.python.solutions.drawing_styles")
+
+
+class _LoadOnUse(types.ModuleType):
+    """Stands in for a module until one of its attributes is read; then the real module is loaded.
+
+    (``importlib.util.LazyLoader`` cannot do this: the import system reads the
+    module's ``__spec__`` when a package imports it, which loads it at once.)
+    """
+
+    def __getattr__(self, attr: str):
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        real = importlib.import_module(name)  # also rebinds the parent package's attribute to it
+        self.__dict__.update(real.__dict__)
+        return getattr(real, attr)
+
+
+def import_mediapipe():
+    """``import mediapipe`` without running its drawing utilities (and matplotlib) until someone uses them."""
+    if "mediapipe" in sys.modules:
+        import mediapipe
+
+        return mediapipe
+    stubs = {}
+    for name in _UNUSED_MP:
+        if name not in sys.modules:
+            stubs[name] = sys.modules[name] = _LoadOnUse(name)
+            stubs[name].__spec__ = None
+    import mediapipe
+
+    for name, stub in stubs.items():  # ``mp.solutions.drawing_utils`` works as before, loading on use
+        parent, _, short = name.rpartition(".")
+        if sys.modules.get(name) is stub:
+            setattr(sys.modules[parent], short, stub)
+    return mediapipe
 
 
 @dataclass
@@ -186,8 +230,7 @@ class FaceTracker:
         min_detection_confidence: float = 0.5,
         workers: int = 2,
     ):
-        import mediapipe as mp  # heavy import, only when faces are needed
-
+        mp = import_mediapipe()  # heavy import, only when faces are needed
         self._mp = mp
         self.max_faces = max_faces
         self.keep_crops = keep_crops
