@@ -64,7 +64,9 @@ def _known(name: str) -> bool:
 def load_model(name: str | None = None):
     """An estimator by name (see ``available_models``), or from a checkpoint path (``*.pt``).
 
-    ``None`` gives the default. Learned models import torch here, not at ``import avsync``.
+    ``None`` gives the default. A shipped two-stream model runs on onnxruntime where its ONNX
+    export is shipped (``models.onnx``; ``AVSYNC_RUNTIME=torch`` forces torch); other learned
+    models import torch here, never at ``import avsync``.
     """
     name = name or default_model()
     if name == "modelfree":
@@ -80,7 +82,14 @@ def load_model(name: str | None = None):
 
         spec = fusions()[name]
         return _calibrated(FusedEstimator([load_model(m) for m in spec["members"]], spec["weights"]), name)
-    from avsync.models.checkpoint import estimator_from_file, registered_path
+    from avsync.models.onnx import OnnxEstimator, runtime_for
+
+    if not name.endswith(".pt") and runtime_for(name) == "onnx":  # a shipped model's ONNX export: no torch
+        return OnnxEstimator(name)
+    try:
+        from avsync.models.checkpoint import estimator_from_file, registered_path
+    except ImportError as exc:
+        raise ModelError(f"model {name!r} needs torch ({exc}); install it: pip install 'avsync[torch]'") from None
     from avsync.models.registry import registry
     from avsync.util import sha256_file
 
