@@ -1161,6 +1161,9 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
         s = sections.get(name)
         if s is not None:
             L.append(s["markdown"])
+    kept = _speed_block(out)
+    if kept:  # written by benchmarks/speed.py (its own run, before and after); kept as it was
+        L.append(kept + "\n")
     L.append("## Reproduce\n")
     L.append("```bash\npip install -e \".[dev]\"            # imageio-ffmpeg provides the ffmpeg binary timed above\n"
              "python benchmarks/run_benchmarks.py  # --quick for a smoke run; --skip-accuracy/--skip-speed/--skip-rss/--skip-protocols/--skip-models/--skip-faces; "
@@ -1169,6 +1172,15 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
              "results to `$WORKDIR/faces.tsv`, and all raw figures to `$WORKDIR/results.json`.")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(L).rstrip() + "\n")
+
+
+def _speed_block(page: Path) -> str:
+    """The section benchmarks/speed.py keeps in the page (between its markers), if there is one."""
+    begin, end = "<!-- speed.py begin -->", "<!-- speed.py end -->"
+    text = page.read_text() if page.exists() else ""
+    if begin not in text or end not in text:
+        return ""
+    return begin + text.split(begin, 1)[1].split(end, 1)[0] + end
 
 
 # --------------------------------------------------------------------------- main
