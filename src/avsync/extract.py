@@ -88,11 +88,11 @@ _END = object()
 
 
 def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event) -> None:
-    from avsync.face.tracker import frame_to_rgb
+    from avsync.face.tracker import Picture
 
     try:
         for _, t, frame in iter_video_frames(path, max_fps=max_fps):
-            item = (t, frame_to_rgb(frame))
+            item = (t, Picture.of(frame))  # converted to RGB only where the face models look
             while not stop.is_set():
                 try:
                     q.put(item, timeout=0.1)
@@ -139,9 +139,9 @@ def extract(
                 break
             if isinstance(item, BaseException):
                 raise item
-            t, rgb = item
+            t, pic = item
             times.append(t)
-            tracker.update(rgb)
+            tracker.update(pic)
             if progress is not None and total > 0 and len(times) % 25 == 0:
                 progress(min(1.0, (t - info.video_start_s) / total))
     finally:

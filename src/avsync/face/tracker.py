@@ -178,6 +178,94 @@ def frame_to_rgb(frame) -> np.ndarray:
     return rgb if turn is None else cv2.rotate(rgb, turn)
 
 
+def _plane(frame, i: int) -> np.ndarray:
+    """Plane ``i`` of a PyAV frame as a (height, width) uint8 view of the decoder's buffer (no copy)."""
+    pl = frame.planes[i]
+    return np.frombuffer(pl, np.uint8).reshape(pl.height, pl.line_size)[:, : pl.width]
+
+
+class Picture:
+    """One video frame, converted to RGB only where it is looked at.
+
+    Most frames are only looked at around the tracked faces (the mesh crop and
+    the mouth crop). There a 4:2:0 frame is converted from its Y, U and V
+    planes region by region into a frame-sized canvas, with the conversion of
+    the whole frame (``COLOR_YUV2RGB_I420``: each 2x2 block has its own chroma
+    sample, so a region aligned on the chroma grid gets exactly the whole
+    frame's pixels), and warped from the canvas with the same map as before:
+    the crops are bit for bit those of a whole-frame conversion. Frames the
+    face detector reads are converted whole, once. Other pixel formats and
+    rotated videos are converted whole at once.
+    """
+
+    def __init__(self, rgb: np.ndarray | None = None, frame=None):
+        self._rgb = rgb  # the whole frame, once converted
+        self._yuv = None
+        self._canvas = None
+        if rgb is None:
+            turned = int(round(getattr(frame, "rotation", 0) or 0)) % 360
+            if (frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 4 == 0
+                    and not turned):
+                self._frame = frame  # keeps the decoder's buffers alive
+                self._yuv = (_plane(frame, 0), _plane(frame, 1), _plane(frame, 2))
+            else:
+                self._rgb = frame_to_rgb(frame)
+        self.height, self.width = (self._rgb.shape[:2] if self._rgb is not None else self._yuv[0].shape)
+
+    @classmethod
+    def of(cls, frame) -> "Picture":
+        """A Picture of a PyAV frame, an RGB array or a Picture."""
+        if isinstance(frame, Picture):
+            return frame
+        return cls(rgb=frame) if isinstance(frame, np.ndarray) else cls(frame=frame)
+
+    def rgb(self) -> np.ndarray:
+        """The whole frame in RGB (converted once)."""
+        if self._rgb is None:
+            self._fill(0, 0, self.width, self.height)
+            self._rgb = self._canvas
+        return self._rgb
+
+    def _fill(self, ix0: int, iy0: int, ix1: int, iy1: int) -> None:
+        """Convert rows [iy0, iy1) x columns [ix0, ix1) into the canvas (even columns, rows in steps of 4)."""
+        if self._canvas is None:
+            self._canvas = np.empty((self.height, self.width, 3), np.uint8)  # pages are touched only where filled
+        rh, rw = iy1 - iy0, ix1 - ix0
+        y, u, v = self._yuv
+        i420 = np.empty((rh * 3 // 2, rw), np.uint8)
+        i420[:rh] = y[iy0:iy1, ix0:ix1]
+        i420[rh : rh + rh // 4].reshape(rh // 2, rw // 2)[:] = u[iy0 // 2 : iy1 // 2, ix0 // 2 : ix1 // 2]
+        i420[rh + rh // 4 :].reshape(rh // 2, rw // 2)[:] = v[iy0 // 2 : iy1 // 2, ix0 // 2 : ix1 // 2]
+        self._canvas[iy0:iy1, ix0:ix1] = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+
+    def warp(self, m: np.ndarray, size: tuple[int, int], flags: int, border: int) -> np.ndarray:
+        """``cv2.warpAffine(frame, m, size, ...)``, converting only the frame region the output samples."""
+        if self._rgb is None:
+            w, h = size
+            a = np.vstack([np.asarray(m, np.float64), [0.0, 0.0, 1.0]])
+            try:
+                src = (np.linalg.inv(a) @ np.array([[0, w, 0, w], [0, 0, h, h], [1, 1, 1, 1]], np.float64))[:2]
+            except np.linalg.LinAlgError:
+                src = None
+            if src is None or not np.isfinite(src).all():
+                self.rgb()
+            else:
+                x0, y0 = src.min(1) - _WARP_MARGIN
+                x1, y1 = src.max(1) + _WARP_MARGIN
+                # clamped into the frame, never empty: a replicated border reads the frame's nearest edge
+                ix0 = min(self.width - 2, max(0, int(np.floor(x0)))) // 2 * 2
+                ix1 = min(self.width, max(ix0 + 2, -(-int(np.ceil(x1)) // 2) * 2))
+                iy0 = min(self.height - 4, max(0, int(np.floor(y0)))) // 4 * 4
+                iy1 = min(self.height, max(iy0 + 4, -(-int(np.ceil(y1)) // 4) * 4))
+                self._fill(ix0, iy0, ix1, iy1)
+        image = self._rgb if self._rgb is not None else self._canvas
+        return cv2.warpAffine(image, m, size, flags=flags, borderMode=border)
+
+
+#: Pixels converted around a warp's source area (bilinear sampling reads one more; slack for rounding).
+_WARP_MARGIN = 4.0
+
+
 #: Display-matrix rotation (degrees counterclockwise) -> the cv2 turn that makes the frame upright.
 _TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
 
@@ -211,11 +299,12 @@ def mouth_crop_matrix(key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> n
     return m
 
 
-def mouth_crop(rgb: np.ndarray, key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.ndarray:
-    """An aligned mouth crop: eyes level, mouth centred, width 1.2 inter-ocular distances."""
+def mouth_crop(rgb, key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.ndarray:
+    """An aligned mouth crop: eyes level, mouth centred, width 1.2 inter-ocular distances (an RGB array or a
+    ``Picture``)."""
     h, w = hw
     m = mouth_crop_matrix(key, hw)
-    return cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    return Picture.of(rgb).warp(m, (w, h), cv2.INTER_AREA, cv2.BORDER_REPLICATE)
 
 
 class FaceTracker:
@@ -334,13 +423,12 @@ class FaceTracker:
 
     # -- mesh on a crop ---------------------------------------------------------
     @staticmethod
-    def _mesh(mesh, box: tuple[float, float, float], rgb: np.ndarray) -> np.ndarray | None:
+    def _mesh(mesh, box: tuple[float, float, float], pic: Picture) -> np.ndarray | None:
         cx, cy, side = box
         crop_side = 1.8 * side
         s = MESH_CROP_SIDE / crop_side
         m = np.array([[s, 0.0, MESH_CROP_SIDE / 2 - s * cx], [0.0, s, MESH_CROP_SIDE / 2 - s * cy]])
-        crop = cv2.warpAffine(rgb, m, (MESH_CROP_SIDE, MESH_CROP_SIDE), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
+        crop = pic.warp(m, (MESH_CROP_SIDE, MESH_CROP_SIDE), cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
         res = mesh.process(crop)
         if not res.multi_face_landmarks:
             return None
@@ -353,11 +441,11 @@ class FaceTracker:
         pts[:, 2] /= s
         return pts
 
-    def _submit(self, act: _Active, fi: int, rgb: np.ndarray):
+    def _submit(self, act: _Active, fi: int, pic: Picture):
         mesh = act.meshes[fi % 2]
         if self._pool is None:
-            return _Done(self._mesh(mesh, act.box, rgb))
-        return self._pool.submit(self._mesh, mesh, act.box, rgb)
+            return _Done(self._mesh(mesh, act.box, pic))
+        return self._pool.submit(self._mesh, mesh, act.box, pic)
 
     # -- per frame --------------------------------------------------------------
     def update(self, frame) -> None:
@@ -367,7 +455,7 @@ class FaceTracker:
         face's crop box comes from two frames back (80 ms at 25 fps): well
         inside the crop's margin.
         """
-        rgb = frame if isinstance(frame, np.ndarray) else frame_to_rgb(frame)
+        pic = Picture.of(frame)
         fi = self._frame
         self._frame += 1
 
@@ -377,19 +465,19 @@ class FaceTracker:
         if (not self._active and fi % _SEARCH_EVERY == 0) or (any_lost and fi % _SEARCH_EVERY == 0) or (
             fi % self.redetect_every == 0 and len(self._active) < self.max_faces
         ):
-            self._add_faces(rgb, fi)
+            self._add_faces(pic, fi)
         jobs = []
         for act in self._active:
             if act.pending is not None:
                 jobs.append((act, _Done(act.pending)))
                 act.pending = None
             else:
-                jobs.append((act, self._submit(act, fi, rgb)))
+                jobs.append((act, self._submit(act, fi, pic)))
         self.flush()
-        self._inflight = (fi, rgb, jobs)
+        self._inflight = (fi, pic, jobs)
 
-    def _add_faces(self, rgb: np.ndarray, fi: int) -> None:
-        for box in self._detect(rgb):
+    def _add_faces(self, pic: Picture, fi: int) -> None:
+        for box in self._detect(pic.rgb()):
             match = max(self._active, key=lambda a: _iou(a.box, box), default=None)
             if match is not None and _iou(match.box, box) > 0.2:
                 if match.misses:  # re-acquire a lost face where the detector sees it
@@ -399,7 +487,7 @@ class FaceTracker:
                 continue
             # A detection becomes a track only once the mesh confirms a face there.
             cand = _Active(FaceTrack(track_id=-1, first_frame=fi), box, self._take_meshes())
-            cand.pending = self._mesh(cand.meshes[fi % 2], box, rgb)
+            cand.pending = self._mesh(cand.meshes[fi % 2], box, pic)
             if cand.pending is None:
                 self._free.append(cand.meshes)
                 continue
@@ -411,7 +499,7 @@ class FaceTracker:
         """Read back the frame still in the models (call once after the last ``update``)."""
         if self._inflight is None:
             return
-        fi, rgb, jobs = self._inflight
+        fi, pic, jobs = self._inflight
         self._inflight = None
         results = [(act, job.result()) for act, job in jobs]
         # Tracks dropped at the last read-back had this frame in flight; now
@@ -438,7 +526,7 @@ class FaceTracker:
             tr.key.append(key)
             tr.sizes.append(act.box[2])
             if self.keep_crops:
-                tr.crops.append(cv2.cvtColor(mouth_crop(rgb, key), cv2.COLOR_RGB2GRAY))
+                tr.crops.append(cv2.cvtColor(mouth_crop(pic, key), cv2.COLOR_RGB2GRAY))
         # Two live tracks on one face: keep the older one.
         for a in list(self._active):
             for b in self._active:
@@ -481,4 +569,4 @@ class FaceTracker:
             self._near_detector.close()
 
 
-__all__ = ["FaceTrack", "FaceTracker", "frame_to_rgb", "mouth_crop"]
+__all__ = ["FaceTrack", "FaceTracker", "Picture", "frame_to_rgb", "mouth_crop"]
