@@ -162,9 +162,10 @@ def detect(
     estimator = load_model(opts.model)
     crops = getattr(estimator, "needs_crops", False)
     if extraction is None:
-        from avsync.extract import extract
+        from avsync.extract import extract, mesh_every_for
 
-        extraction = extract(path, max_faces=opts.max_faces, keep_crops=crops, progress=progress)
+        extraction = extract(path, max_faces=opts.max_faces, keep_crops=crops, progress=progress,
+                             mesh_every=mesh_every_for(estimator))
     ext = extraction
     return estimate(ext, estimator, opts)
 

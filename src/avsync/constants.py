@@ -79,3 +79,7 @@ def frame_ms(fps: float) -> float:
     """Duration of one video frame in milliseconds."""
     return 1000.0 / fps
 
+#: The face mesh runs on every this many frames of a tracked face for estimators that read only
+#: mouth crops (landmarks between are interpolated to place the crops; the pixels are each frame's
+#: own). 1 keeps the mesh on every frame; the accuracy cost of 2 is measured in docs/SPEED.md.
+CROP_MESH_EVERY = 1

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from avsync.audio.features import E2E_MEL, LOGMEL, StreamingFeatures
-from avsync.constants import MAX_ANALYSIS_FPS
+from avsync.constants import CROP_MESH_EVERY, MAX_ANALYSIS_FPS
 from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMediaError
 from avsync.media.decode import MediaInfo, is_truncated, iter_audio_chunks, iter_video_frames, probe
 
@@ -69,6 +69,15 @@ class Extraction:
         return len(self.times)
 
 
+def mesh_every_for(estimator) -> int:
+    """How often the face mesh runs for ``estimator``: every ``CROP_MESH_EVERY`` frames for one that reads
+    only mouth crops (it needs the mesh only to place them), every frame for one that reads landmarks.
+    ``AVSYNC_MESH_EVERY`` overrides it for crop readers (measurements)."""
+    if getattr(estimator, "input_key", None) != "crops":
+        return 1
+    return max(1, int(os.environ.get("AVSYNC_MESH_EVERY") or CROP_MESH_EVERY))
+
+
 def _audio_worker(path: str, result: dict) -> None:
     try:
         s40, s80 = StreamingFeatures(E2E_MEL), StreamingFeatures(LOGMEL)
@@ -111,8 +120,13 @@ def extract(
     max_faces: int = 4,
     keep_crops: bool = False,
     progress: ProgressHook | None = None,
+    mesh_every: int = 1,
 ) -> Extraction:
-    """Decode ``path`` once: face tracks per analysed frame, and audio features."""
+    """Decode ``path`` once: face tracks per analysed frame, and audio features.
+
+    ``mesh_every`` > 1 runs the face mesh on every so many frames of a tracked face and
+    interpolates the landmarks between (``FaceTracker``); see ``mesh_every_for``.
+    """
     info = probe(path)
     if not info.has_video:
         raise NoVideoError(f"no video stream in {os.path.basename(str(path))}: nothing to read lips from")
@@ -129,7 +143,7 @@ def extract(
     vt.start()
     from avsync.face.tracker import FaceTracker  # OpenCV and MediaPipe load here, not at ``import avsync``
 
-    tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops)
+    tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops, mesh_every=mesh_every)
     times: list[float] = []
     total = info.duration_s or 0.0
     try:

@@ -147,6 +147,9 @@ class _Active:
         self.meshes = meshes
         self.misses = 0
         self.pending: np.ndarray | None = None  # landmarks already found on this frame
+        self.submitted = -1  # last frame given to the mesh
+        self.last: tuple[int, np.ndarray, float] | None = None  # (frame, key landmarks, size) of the last mesh found
+        self.skipped: list[tuple[int, Picture]] = []  # frames not meshed, waiting for the next mesh to place crops
 
 
 
@@ -270,6 +273,13 @@ _WARP_MARGIN = 4.0
 _TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
 
 
+def _box(pts: np.ndarray) -> tuple[float, float, float]:
+    """The face box (centre x, centre y, side) around mesh points."""
+    x0, y0 = pts[:, :2].min(0)
+    x1, y1 = pts[:, :2].max(0)
+    return ((x0 + x1) / 2, (y0 + y1) / 2, float(max(x1 - x0, y1 - y0)))
+
+
 def _iou(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
     ax0, ay0, ax1, ay1 = a[0] - a[2] / 2, a[1] - a[2] / 2, a[0] + a[2] / 2, a[1] + a[2] / 2
     bx0, by0, bx1, by1 = b[0] - b[2] / 2, b[1] - b[2] / 2, b[0] + b[2] / 2, b[1] + b[2] / 2
@@ -318,6 +328,7 @@ class FaceTracker:
         max_misses: int = 12,
         min_detection_confidence: float = 0.5,
         workers: int = 2,
+        mesh_every: int = 1,
     ):
         mp = import_mediapipe()  # heavy import, only when faces are needed
         self._mp = mp
@@ -325,6 +336,10 @@ class FaceTracker:
         self.keep_crops = keep_crops
         self.redetect_every = redetect_every
         self.max_misses = max_misses
+        #: Run the mesh on every this many frames of a steadily tracked face; the frames between get
+        #: their landmarks interpolated between the meshes either side (their crops still come from
+        #: their own pixels). 1 = every frame. Only for estimators that read crops, not landmarks.
+        self.mesh_every = max(1, int(mesh_every))
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_detection_confidence
         )
@@ -471,8 +486,13 @@ class FaceTracker:
             if act.pending is not None:
                 jobs.append((act, _Done(act.pending)))
                 act.pending = None
+            elif self.mesh_every > 1 and act.last is not None and not act.misses and \
+                    fi - act.submitted < self.mesh_every:
+                act.skipped.append((fi, pic))
+                continue
             else:
                 jobs.append((act, self._submit(act, fi, pic)))
+            act.submitted = fi
         self.flush()
         self._inflight = (fi, pic, jobs)
 
@@ -510,29 +530,48 @@ class FaceTracker:
             if act not in self._active:  # dropped while this frame was in flight
                 continue
             tr = act.track
+            between = [(j, p) for j, p in act.skipped if j < fi]
+            act.skipped = [(j, p) for j, p in act.skipped if j > fi]
+            if pts is not None and act.last is not None:
+                self._interpolate(act, between, fi, pts[: len(_KEY)], _box(pts)[2])
             while tr.first_frame + len(tr.key) < fi:  # frames before this one were lost
                 self._append_lost(tr)
             if pts is None:
+                act.last = None  # never interpolate across a miss
                 act.misses += 1
                 self._append_lost(tr)
                 if act.misses > self.max_misses:
                     self._retire(act)
                 continue
             act.misses = 0
-            x0, y0 = pts[:, :2].min(0)
-            x1, y1 = pts[:, :2].max(0)
-            act.box = ((x0 + x1) / 2, (y0 + y1) / 2, float(max(x1 - x0, y1 - y0)))
+            act.box = _box(pts)
             key = pts[: len(_KEY)]
-            tr.key.append(key)
-            tr.sizes.append(act.box[2])
-            if self.keep_crops:
-                tr.crops.append(cv2.cvtColor(mouth_crop(pic, key), cv2.COLOR_RGB2GRAY))
+            act.last = (fi, key, act.box[2])
+            self._append_found(tr, key, act.box[2], pic)
         # Two live tracks on one face: keep the older one.
         for a in list(self._active):
             for b in self._active:
                 if a is not b and a in self._active and b.track.track_id < a.track.track_id and _iou(a.box, b.box) > 0.5:
                     self._retire(a)
                     break
+
+    def _append_found(self, tr: FaceTrack, key: np.ndarray, size: float, pic: Picture) -> None:
+        tr.key.append(key)
+        tr.sizes.append(size)
+        if self.keep_crops:
+            tr.crops.append(cv2.cvtColor(mouth_crop(pic, key), cv2.COLOR_RGB2GRAY))
+
+    def _interpolate(self, act: _Active, between: list, fi: int, key: np.ndarray, size: float) -> None:
+        """Frames skipped since the last mesh: landmarks interpolated linearly, crops cut from their own pixels."""
+        k0, key0, size0 = act.last
+        tr = act.track
+        for j, pic in between:
+            if j <= k0:
+                continue
+            while tr.first_frame + len(tr.key) < j:
+                self._append_lost(tr)
+            w = (j - k0) / (fi - k0)
+            self._append_found(tr, (key0 + w * (key - key0)).astype(np.float32), size0 + w * (size - size0), pic)
 
     def _retire(self, act: _Active) -> None:
         self._active.remove(act)
