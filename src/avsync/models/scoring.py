@@ -135,23 +135,23 @@ class EstimatorBase:
             return fn(prep, steps, starts, int(length), out)
 
     def _frame_cos(self, prep: dict, steps: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """cos(visual_i, audio at pos_i + lag) for frames [lo, hi) and every lag, (T, L); NaN where the
-        face is lost and outside [lo, hi)."""
+        """cos(visual_i, audio at pos_i + lag) for frames [lo, hi) and every lag, (hi - lo, L); NaN where the
+        face is lost. (Only the span scored is held: in a long file most faces are short.)"""
         pos = prep["pos"]
-        cos = np.full((len(pos), len(steps)), np.nan)
+        cos = np.full((hi - lo, len(steps)), np.nan)
         seen = np.flatnonzero(prep["found"][lo:hi])
         if seen.size == 0:
             return cos
-        lo, hi = lo + int(seen[0]), lo + int(seen[-1]) + 1  # only where this face was seen
-        a, a0 = self._audio(prep, int(pos[lo] + steps.min()), int(pos[hi - 1] + steps.max()))
+        a0_, a1_ = lo + int(seen[0]), lo + int(seen[-1]) + 1  # only where this face was seen
+        a, a0 = self._audio(prep, int(pos[a0_] + steps.min()), int(pos[a1_ - 1] + steps.max()))
         v = prep["v"]
-        for c in range(lo, hi, CHUNK_FRAMES):  # (frames, lags, dim) at once would grow with the file
-            e = min(c + CHUNK_FRAMES, hi)
+        for c in range(a0_, a1_, CHUNK_FRAMES):  # (frames, lags, dim) at once would grow with the file
+            e = min(c + CHUNK_FRAMES, a1_)
             idx = pos[c:e, None] + steps[None, :] - a0
-            cos[c:e] = np.matmul(a[idx], v[c:e, :, None])[..., 0]
-        cos[~prep["found"]] = np.nan
+            cos[c - lo : e - lo] = np.matmul(a[idx], v[c:e, :, None])[..., 0]
+        cos[~prep["found"][lo:hi]] = np.nan
         # a frame whose audio at this lag lies outside the recording says nothing (trimmed trials)
-        cos[lo:hi][~self._heard(prep, pos[lo:hi, None] + steps[None, :])] = np.nan
+        cos[a0_ - lo : a1_ - lo][~self._heard(prep, pos[a0_:a1_, None] + steps[None, :])] = np.nan
         return cos
 
     @staticmethod
@@ -162,16 +162,18 @@ class EstimatorBase:
         return (t >= prep["audio_t0"] - 1e-6) & (t <= end + 1e-6)
 
     def _scores_twostream(self, prep, steps, starts, length, out):
-        cos = self._frame_cos(prep, steps, int(starts.min()), int(min(len(prep["pos"]), starts.max() + length)))
+        lo, hi = int(starts.min()), int(min(len(prep["pos"]), starts.max() + length))
+        cos = self._frame_cos(prep, steps, lo, hi)
         ok = np.isfinite(cos)
         c = np.concatenate([np.zeros((1, cos.shape[1])), np.cumsum(np.where(ok, cos, 0.0), 0)])
         n = np.concatenate([np.zeros((1, cos.shape[1])), np.cumsum(ok, 0)])
-        stop = np.minimum(starts + length, len(cos))
-        cnt = n[stop] - n[starts]
+        stop = np.minimum(starts + length, hi) - lo
+        first = starts - lo
+        cnt = n[stop] - n[first]
         need = min(length, max(3, length // 2))
         good = cnt >= need
         with np.errstate(all="ignore"):
-            out[good] = ((c[stop] - c[starts]) / cnt)[good]
+            out[good] = ((c[stop] - c[first]) / cnt)[good]
         return out
 
     # ------------------------------------------------------------------ file
