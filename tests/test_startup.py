@@ -14,7 +14,7 @@ import pytest
 from avsync.errors import InputNotFoundError
 
 #: What ``import avsync`` and the CLI's early exits must not load.
-HEAVY = ("torch", "mediapipe", "cv2", "matplotlib", "onnxruntime")
+HEAVY = ("torch", "mediapipe", "cv2", "matplotlib", "onnxruntime", "sounddevice")
 
 _PROBE = """
 import json, sys
@@ -61,15 +61,19 @@ def test_cli_early_exits_load_no_heavy_library(argv, status):
 
 
 def test_drawing_utils_load_only_when_used():
-    """MediaPipe loads without matplotlib; its drawing utilities still work when someone asks for them."""
+    """MediaPipe loads without matplotlib or sounddevice; its drawing utilities and audio tasks still work
+    when someone asks for them."""
     got = _loaded_after(
         "from avsync.face.tracker import import_mediapipe\n"
         "mp = import_mediapipe()\n"
-        "assert 'matplotlib' not in sys.modules\n"
+        "assert 'matplotlib' not in sys.modules and 'sounddevice' not in sys.modules\n"
         "assert callable(mp.solutions.face_mesh.FaceMesh)\n"
         "assert 'matplotlib' not in sys.modules\n"
         "assert callable(mp.solutions.drawing_utils.draw_landmarks)\n"
-        "assert 'matplotlib' in sys.modules"
+        "assert 'matplotlib' in sys.modules\n"
+        "assert mp.tasks.audio.AudioClassifier is not None\n"
+        "from mediapipe.tasks.python.audio import audio_classifier\n"
+        "assert audio_classifier.AudioClassifier is mp.tasks.audio.AudioClassifier"
     )
     assert got["status"] is None
     assert got["loaded"] == ["cv2", "matplotlib", "mediapipe"]

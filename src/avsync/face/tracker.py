@@ -42,9 +42,11 @@ _HARD_SEARCH_EVERY = 3
 _PAD = 0.4
 
 
-#: MediaPipe modules that ``import mediapipe`` runs but avsync never uses; ``drawing_utils`` imports
-#: matplotlib.pyplot (about 0.4 s of start-up here).
-_UNUSED_MP = ("mediapipe.python.solutions.drawing_utils", "mediapipe.python.solutions.drawing_styles")
+#: MediaPipe modules that ``import mediapipe`` runs but avsync never uses: ``drawing_utils`` imports
+#: matplotlib.pyplot (about 0.4 s of start-up here), the audio tasks import sounddevice (which looks
+#: for PortAudio with ``ctypes.util.find_library``, running ``ldconfig``: 0.1-0.5 s).
+_UNUSED_MP = ("mediapipe.python.solutions.drawing_utils", "mediapipe.python.solutions.drawing_styles",
+              "mediapipe.tasks.python.audio")
 
 
 class _LoadOnUse(types.ModuleType):
@@ -64,7 +66,8 @@ class _LoadOnUse(types.ModuleType):
 
 
 def import_mediapipe():
-    """``import mediapipe`` without running its drawing utilities (and matplotlib) until someone uses them."""
+    """``import mediapipe`` without running its drawing utilities (matplotlib) or audio tasks (sounddevice)
+    until someone uses them."""
     if "mediapipe" in sys.modules:
         import mediapipe
 
