@@ -4,6 +4,7 @@ The CLI (and later the web and batch front ends) call these and nothing deeper.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -82,10 +83,10 @@ def load_model(name: str | None = None):
 
         spec = fusions()[name]
         return _calibrated(FusedEstimator([load_model(m) for m in spec["members"]], spec["weights"]), name)
-    from avsync.models.onnx import OnnxEstimator, runtime_for
+    from avsync.models.onnx import runtime_for
 
     if not name.endswith(".pt") and runtime_for(name) == "onnx":  # a shipped model's ONNX export: no torch
-        return OnnxEstimator(name)
+        return _onnx_estimator(name)
     try:
         from avsync.models.checkpoint import estimator_from_file, registered_path
     except ImportError as exc:
@@ -100,6 +101,16 @@ def load_model(name: str | None = None):
         est = estimator_from_file(registered_path(name))
         est.sha256 = registry()[name]["sha256"]
     return est
+
+
+@functools.lru_cache(maxsize=16)
+def _onnx_estimator(name: str):
+    """A shipped model on onnxruntime, loaded (and its files' sha256 checked) once per process: a loop over
+    many files (``avsync batch``, ``avsync eval``) pays for the sessions once. Its methods keep no state
+    between calls (``prepare`` returns everything a file needs)."""
+    from avsync.models.onnx import OnnxEstimator
+
+    return OnnxEstimator(name)
 
 
 def _calibrated(estimator, name: str):
