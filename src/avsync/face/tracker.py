@@ -208,6 +208,7 @@ class Picture:
         self._rgb = rgb  # the whole frame, once converted
         self._yuv = None
         self._canvas = None
+        self._filled: list[tuple[int, int, int, int]] = []  # regions of the canvas converted so far
         if rgb is None:
             turned = int(round(getattr(frame, "rotation", 0) or 0)) % 360
             if (frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 4 == 0
@@ -243,6 +244,7 @@ class Picture:
         i420[rh : rh + rh // 4].reshape(rh // 2, rw // 2)[:] = u[iy0 // 2 : iy1 // 2, ix0 // 2 : ix1 // 2]
         i420[rh + rh // 4 :].reshape(rh // 2, rw // 2)[:] = v[iy0 // 2 : iy1 // 2, ix0 // 2 : ix1 // 2]
         self._canvas[iy0:iy1, ix0:ix1] = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+        self._filled.append((ix0, iy0, ix1, iy1))
 
     def warp(self, m: np.ndarray, size: tuple[int, int], flags: int, border: int) -> np.ndarray:
         """``cv2.warpAffine(frame, m, size, ...)``, converting only the frame region the output samples."""
@@ -263,7 +265,8 @@ class Picture:
                 ix1 = min(self.width, max(ix0 + 2, -(-int(np.ceil(x1)) // 2) * 2))
                 iy0 = min(self.height - 4, max(0, int(np.floor(y0)))) // 4 * 4
                 iy1 = min(self.height, max(iy0 + 4, -(-int(np.ceil(y1)) // 4) * 4))
-                self._fill(ix0, iy0, ix1, iy1)
+                if not any(a <= ix0 and b <= iy0 and ix1 <= c and iy1 <= d for a, b, c, d in self._filled):
+                    self._fill(ix0, iy0, ix1, iy1)  # (the mouth crop lies inside the mesh crop's region)
         image = self._rgb if self._rgb is not None else self._canvas
         return cv2.warpAffine(image, m, size, flags=flags, borderMode=border)
 
