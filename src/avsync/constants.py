@@ -81,5 +81,7 @@ def frame_ms(fps: float) -> float:
 
 #: The face mesh runs on every this many frames of a tracked face for estimators that read only
 #: mouth crops (landmarks between are interpolated to place the crops; the pixels are each frame's
-#: own). 1 keeps the mesh on every frame; the accuracy cost of 2 is measured in docs/SPEED.md.
+#: own). 1 keeps the mesh on every frame. 2 moved pm-wild's dev clip-level figures by more than the
+#: 1-point rule allows (docs/ACCURACY-CHECK.md: ±1 frame +3.5, exact +6.2, but ±20/±25 -2.1 and the
+#: share marked reliable -3.8, its confidence calibrated on every-frame meshes), so it stays off.
 CROP_MESH_EVERY = 1
