@@ -1164,6 +1164,9 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
     batch = out.parent / "BENCHMARKS-batch.md"  # section 7, measured and written by batch_throughput.py
     if batch.is_file():
         L.append("<!-- batch_throughput.py: begin -->\n" + batch.read_text().rstrip() + "\n<!-- batch_throughput.py: end -->\n")
+    kept = _speed_block(out)
+    if kept:  # written by benchmarks/speed.py (its own run, before and after); kept as it was
+        L.append(kept + "\n")
     L.append("## Reproduce\n")
     L.append("```bash\n./setup.sh dev,bench                 # [bench]: imageio-ffmpeg, the ffmpeg binary timed above\n"
              "python benchmarks/run_benchmarks.py  # --quick for a smoke run; --skip-accuracy/--skip-speed/--skip-rss/--skip-protocols/--skip-models/--skip-faces; "
@@ -1172,6 +1175,15 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
              "results to `$WORKDIR/faces.tsv`, and all raw figures to `$WORKDIR/results.json`.")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(L).rstrip() + "\n")
+
+
+def _speed_block(page: Path) -> str:
+    """The section benchmarks/speed.py keeps in the page (between its markers), if there is one."""
+    begin, end = "<!-- speed.py begin -->", "<!-- speed.py end -->"
+    text = page.read_text() if page.exists() else ""
+    if begin not in text or end not in text:
+        return ""
+    return begin + text.split(begin, 1)[1].split(end, 1)[0] + end
 
 
 # --------------------------------------------------------------------------- main

@@ -73,3 +73,44 @@ def test_small_face_in_a_wide_shot():
         canvas[240:320, 256:336] = small
         wide.append(canvas)
     assert _found_share(wide) >= 0.9
+
+
+def _track_of(path, **kw):
+    with av.open(str(path)) as c:
+        frames = [f for _, f in zip(range(60), c.decode(video=0))]
+    tr = FaceTracker(max_faces=1, keep_crops=True, **kw)
+    for f in frames:
+        tr.update(f)  # PyAV frames: converted to RGB only around the face
+    tr.close()
+    t = max(tr.tracks, key=lambda t: t.n_found)
+    return t.landmarks(len(frames)), t.crops, [frame_to_rgb(f) for f in frames]
+
+
+def test_crops_from_yuv_regions_match_the_whole_frame_conversion():
+    """The tracker converts only the face regions of a 4:2:0 frame; its crops are those of the whole frame."""
+    from avsync.face.tracker import mouth_crop
+
+    key, crops, rgb = _track_of(clip_path(PORTRAIT))
+    for i in (0, 17, 40):
+        if crops[i] is not None:
+            whole = cv2.cvtColor(mouth_crop(rgb[i], key[i]), cv2.COLOR_RGB2GRAY)
+            assert np.array_equal(crops[i], whole)
+
+
+def test_mesh_on_every_other_frame_places_crops_from_interpolated_landmarks():
+    """``mesh_every=2``: the frames between meshes keep a face (landmarks interpolated, close to the mesh's own)
+    and a crop cut from their own pixels."""
+    from avsync.face.tracker import mouth_crop
+
+    path = clip_path(PORTRAIT)
+    every, _, _ = _track_of(path)
+    key, crops, rgb = _track_of(path, mesh_every=2)
+    found1, found2 = np.isfinite(every).all((1, 2)), np.isfinite(key).all((1, 2))
+    assert found2.sum() >= found1.sum() - 1  # at most the last frame, waiting for a next mesh, is left out
+    both = found1 & found2
+    iod = np.linalg.norm(every[both][:, 40, :2] - every[both][:, 43, :2], axis=1).mean()  # 33 and 263: eye corners
+    err = np.linalg.norm(every[both][:, :40, :2] - key[both][:, :40, :2], axis=2).mean()
+    assert err < 0.03 * iod, (err, iod)
+    for i in (1, 3, 5):  # frames between meshes: their own pixels, placed by the interpolated landmarks
+        assert found2[i] and crops[i] is not None
+        assert np.array_equal(crops[i], cv2.cvtColor(mouth_crop(rgb[i], key[i]), cv2.COLOR_RGB2GRAY))

@@ -6,6 +6,9 @@
     >>> r = avsync.detect("talk.mp4")
     >>> print(r.sentence())
     >>> avsync.correct("talk.mp4", "talk.fixed.mp4", offset_ms=r.offset_ms)
+
+``import avsync`` stays light: torch (or onnxruntime), MediaPipe and OpenCV load
+only when a file is analysed (``tests/test_startup.py`` checks it).
 """
 from avsync.api import available_models, detect, load_model
 from avsync.correct import correct

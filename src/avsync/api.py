@@ -4,8 +4,10 @@ The CLI (and later the web and batch front ends) call these and nothing deeper.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,7 +24,6 @@ from avsync.constants import (
 )
 from avsync.audio.features import E2E_MEL
 from avsync.errors import ModelError, NoFaceError, NoSpeechError, TooShortError, UsageError
-from avsync.extract import Extraction, ProgressHook, extract
 from avsync.result import FaceInfo, SyncResult, WindowEstimate
 from avsync.sync.confidence import curve_features, evidence_seconds
 from avsync.sync.offset import lag_grid, read_curve, rival_index
@@ -30,6 +31,9 @@ from avsync.media.shots import shot_index, shots_from_cuts
 from avsync.sync.segments import LOCATE_HOP_S, LOCATE_WINDOW_S, choose, frame_speech, locate_change, plan_segments, read_face
 from avsync.sync.speech import speech_mask
 from avsync.sync.timeline import fit_timeline
+
+if TYPE_CHECKING:  # decoding (PyAV, OpenCV) and the models load only when a file is analysed
+    from avsync.extract import Extraction, ProgressHook
 
 #: Confidence at or above which an answer is marked reliable. A calibrated
 #: estimator's confidence is the probability, fitted on held-out speakers of
@@ -67,7 +71,9 @@ def _known(name: str) -> bool:
 def load_model(name: str | None = None):
     """An estimator by name (see ``available_models``), or from a checkpoint path (``*.pt``).
 
-    ``None`` gives the default. Learned models import torch here, not at ``import avsync``.
+    ``None`` gives the default. A shipped two-stream model runs on onnxruntime where its ONNX
+    export is shipped (``models.onnx``; ``AVSYNC_RUNTIME=torch`` forces torch); other learned
+    models import torch here, never at ``import avsync``.
     """
     name = name or default_model()
     if name == "modelfree":
@@ -83,7 +89,14 @@ def load_model(name: str | None = None):
 
         spec = fusions()[name]
         return _calibrated(FusedEstimator([load_model(m) for m in spec["members"]], spec["weights"]), name)
-    from avsync.models.checkpoint import estimator_from_file, registered_path
+    from avsync.models.onnx import runtime_for
+
+    if not name.endswith(".pt") and runtime_for(name) == "onnx":  # a shipped model's ONNX export: no torch
+        return _onnx_estimator(name)
+    try:
+        from avsync.models.checkpoint import estimator_from_file, registered_path
+    except ImportError as exc:
+        raise ModelError(f"model {name!r} needs torch ({exc}); install it: pip install 'avsync[torch]'") from None
     from avsync.models.registry import registry
     from avsync.util import sha256_file
 
@@ -94,6 +107,16 @@ def load_model(name: str | None = None):
         est = estimator_from_file(registered_path(name))
         est.sha256 = registry()[name]["sha256"]
     return est
+
+
+@functools.lru_cache(maxsize=16)
+def _onnx_estimator(name: str):
+    """A shipped model on onnxruntime, loaded (and its files' sha256 checked) once per process: a loop over
+    many files (``avsync batch``, ``avsync eval``) pays for the sessions once. Its methods keep no state
+    between calls (``prepare`` returns everything a file needs)."""
+    from avsync.models.onnx import OnnxEstimator
+
+    return OnnxEstimator(name)
 
 
 def _calibrated(estimator, name: str):
@@ -168,10 +191,18 @@ def detect(
     opts = DetectOptions(max_offset_ms, tolerance_frames, window_frames, max_faces, None if loaded else model,
                          face, singing, similarity)
     opts.check()
+    if extraction is None:  # a missing or unreadable file is reported before any model loads
+        from avsync.media.decode import probe
+
+        probe(path)
     estimator = loaded or load_model(opts.model)
     crops = getattr(estimator, "needs_crops", False)
-    ext = extraction if extraction is not None else extract(path, max_faces=opts.max_faces, keep_crops=crops,
-                                                             progress=progress)
+    if extraction is None:
+        from avsync.extract import extract, mesh_every_for
+
+        extraction = extract(path, max_faces=opts.max_faces, keep_crops=crops, progress=progress,
+                             mesh_every=mesh_every_for(estimator))
+    ext = extraction
     return estimate(ext, estimator, opts)
 
 

@@ -15,16 +15,19 @@ from collections import deque
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from avsync.audio.features import E2E_MEL, LOGMEL, StreamingFeatures
-from avsync.constants import MAX_ANALYSIS_FPS
+from avsync.constants import CROP_MESH_EVERY, MAX_ANALYSIS_FPS
 from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMediaError
-from avsync.face.tracker import FaceTrack, FaceTracker, frame_to_rgb
 from avsync.media.decode import MediaInfo, is_truncated, iter_audio_chunks, iter_video_frames, probe
-from avsync.media.shots import ShotDetector
+from avsync.media.shots import SHOT_FRAME_WIDTH, ShotDetector
 from avsync.util import merge_spans
+
+if TYPE_CHECKING:
+    from avsync.face.tracker import FaceTrack, FaceTracker
 
 ProgressHook = Callable[[float], None]
 
@@ -82,6 +85,15 @@ class Extraction:
         return len(self.times)
 
 
+def mesh_every_for(estimator) -> int:
+    """How often the face mesh runs for ``estimator``: every ``CROP_MESH_EVERY`` frames for one that reads
+    only mouth crops (it needs the mesh only to place them), every frame for one that reads landmarks.
+    ``AVSYNC_MESH_EVERY`` overrides it for crop readers (measurements)."""
+    if getattr(estimator, "input_key", None) != "crops":
+        return 1
+    return max(1, int(os.environ.get("AVSYNC_MESH_EVERY") or CROP_MESH_EVERY))
+
+
 def _audio_worker(path: str, result: dict) -> None:
     try:
         s40, s80 = StreamingFeatures(E2E_MEL), StreamingFeatures(LOGMEL)
@@ -101,9 +113,11 @@ _END = object()
 
 
 def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event, damaged: list) -> None:
+    from avsync.face.tracker import Picture
+
     try:
         for _, t, frame in iter_video_frames(path, max_fps=max_fps, damaged=damaged):
-            item = (t, frame_to_rgb(frame))
+            item = (t, Picture.of(frame))  # converted to RGB only where the face models look
             while not stop.is_set():
                 try:
                     q.put(item, timeout=0.1)
@@ -122,8 +136,13 @@ def extract(
     max_faces: int = 4,
     keep_crops: bool = False,
     progress: ProgressHook | None = None,
+    mesh_every: int = 1,
 ) -> Extraction:
-    """Decode ``path`` once: face tracks per analysed frame, and audio features."""
+    """Decode ``path`` once: face tracks per analysed frame, and audio features.
+
+    ``mesh_every`` > 1 runs the face mesh on every so many frames of a tracked face and
+    interpolates the landmarks between (``FaceTracker``); see ``mesh_every_for``.
+    """
     info = probe(path)
     if info.cover_art_only:
         raise NoVideoError(f"{os.path.basename(str(path))} is audio with a still image (cover art): "
@@ -143,7 +162,9 @@ def extract(
     vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop, video_damage),
                           daemon=True)
     vt.start()
-    tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops)
+    from avsync.face.tracker import FaceTracker  # OpenCV and MediaPipe load here, not at ``import avsync``
+
+    tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops, mesh_every=mesh_every)
     shots = ShotDetector(fps=min(info.fps or MAX_ANALYSIS_FPS, MAX_ANALYSIS_FPS))
     held: deque = deque()
     cuts: set[int] = set()
@@ -156,12 +177,12 @@ def extract(
                 break
             if isinstance(item, BaseException):
                 raise item
-            t, rgb = item
+            t, pic = item
             times.append(t)
             # The cut detector looks a few frames ahead, so the tracker is fed
             # that many frames behind, and told of a cut before its first frame.
-            cuts.update(shots.push(rgb))
-            held.append(rgb)
+            cuts.update(shots.push(pic.small(SHOT_FRAME_WIDTH)))
+            held.append(pic)
             if len(held) > ShotDetector.LOOKAHEAD:
                 _track(tracker, held, cuts)
             if progress is not None and total > 0 and len(times) % 25 == 0:

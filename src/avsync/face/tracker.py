@@ -13,7 +13,10 @@ where a face is lost. Optionally it also keeps aligned mouth crops.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+import types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -38,6 +41,50 @@ _SEARCH_EVERY = 3
 _HARD_SEARCH_EVERY = 3
 #: Border added on each side (share of the frame) when looking for a face that fills the frame.
 _PAD = 0.4
+
+
+#: MediaPipe modules that ``import mediapipe`` runs but avsync never uses: ``drawing_utils`` imports
+#: matplotlib.pyplot (about 0.4 s of start-up here), the audio tasks import sounddevice (which looks
+#: for PortAudio with ``ctypes.util.find_library``, running ``ldconfig``: 0.1-0.5 s).
+_UNUSED_MP = ("mediapipe.python.solutions.drawing_utils", "mediapipe.python.solutions.drawing_styles",
+              "mediapipe.tasks.python.audio")
+
+
+class _LoadOnUse(types.ModuleType):
+    """Stands in for a module until one of its attributes is read; then the real module is loaded.
+
+    (``importlib.util.LazyLoader`` cannot do this: the import system reads the
+    module's ``__spec__`` when a package imports it, which loads it at once.)
+    """
+
+    def __getattr__(self, attr: str):
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        real = importlib.import_module(name)  # also rebinds the parent package's attribute to it
+        self.__dict__.update(real.__dict__)
+        return getattr(real, attr)
+
+
+def import_mediapipe():
+    """``import mediapipe`` without running its drawing utilities (matplotlib) or audio tasks (sounddevice)
+    until someone uses them."""
+    if "mediapipe" in sys.modules:
+        import mediapipe
+
+        return mediapipe
+    stubs = {}
+    for name in _UNUSED_MP:
+        if name not in sys.modules:
+            stubs[name] = sys.modules[name] = _LoadOnUse(name)
+            stubs[name].__spec__ = None
+    import mediapipe
+
+    for name, stub in stubs.items():  # ``mp.solutions.drawing_utils`` works as before, loading on use
+        parent, _, short = name.rpartition(".")
+        if sys.modules.get(name) is stub:
+            setattr(sys.modules[parent], short, stub)
+    return mediapipe
 
 
 @dataclass
@@ -120,6 +167,9 @@ class _Active:
         self.meshes = meshes
         self.misses = 0
         self.pending: np.ndarray | None = None  # landmarks already found on this frame
+        self.submitted = -1  # last frame given to the mesh
+        self.last: tuple[int, np.ndarray, float] | None = None  # (frame, key landmarks, size) of the last mesh found
+        self.skipped: list[tuple[int, Picture]] = []  # frames not meshed, waiting for the next mesh to place crops
 
 
 
@@ -151,8 +201,124 @@ def frame_to_rgb(frame) -> np.ndarray:
     return rgb if turn is None else cv2.rotate(rgb, turn)
 
 
+def _plane(frame, i: int) -> np.ndarray:
+    """Plane ``i`` of a PyAV frame as a (height, width) uint8 view of the decoder's buffer (no copy)."""
+    pl = frame.planes[i]
+    return np.frombuffer(pl, np.uint8).reshape(pl.height, pl.line_size)[:, : pl.width]
+
+
+class Picture:
+    """One video frame, converted to RGB only where it is looked at.
+
+    Most frames are only looked at around the tracked faces (the mesh crop and
+    the mouth crop). There a 4:2:0 frame is converted from its Y, U and V
+    planes region by region into a frame-sized canvas, with the conversion of
+    the whole frame (``COLOR_YUV2RGB_I420``: each 2x2 block has its own chroma
+    sample, so a region aligned on the chroma grid gets exactly the whole
+    frame's pixels), and warped from the canvas with the same map as before:
+    the crops are bit for bit those of a whole-frame conversion. Frames the
+    face detector reads are converted whole, once. Other pixel formats and
+    rotated videos are converted whole at once.
+    """
+
+    def __init__(self, rgb: np.ndarray | None = None, frame=None):
+        self._rgb = rgb  # the whole frame, once converted
+        self._yuv = None
+        self._canvas = None
+        self._filled: list[tuple[int, int, int, int]] = []  # regions of the canvas converted so far
+        if rgb is None:
+            turned = int(round(getattr(frame, "rotation", 0) or 0)) % 360
+            if (frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 4 == 0
+                    and not turned):
+                self._frame = frame  # keeps the decoder's buffers alive
+                self._yuv = (_plane(frame, 0), _plane(frame, 1), _plane(frame, 2))
+            else:
+                self._rgb = frame_to_rgb(frame)
+        self.height, self.width = (self._rgb.shape[:2] if self._rgb is not None else self._yuv[0].shape)
+
+    @classmethod
+    def of(cls, frame) -> "Picture":
+        """A Picture of a PyAV frame, an RGB array or a Picture."""
+        if isinstance(frame, Picture):
+            return frame
+        return cls(rgb=frame) if isinstance(frame, np.ndarray) else cls(frame=frame)
+
+    def small(self, width: int) -> np.ndarray:
+        """The whole frame shrunk to ``width`` pixels wide (if wider), in RGB, without converting it at full size."""
+        h, w = self.height, self.width
+        if w <= width:
+            return self.rgb()
+        size = (width // 2 * 2, max(4, round(h * width / w)) // 4 * 4)
+        if self._rgb is not None or self._yuv is None:
+            return cv2.resize(self.rgb(), size, interpolation=cv2.INTER_AREA)
+        y, u, v = self._yuv
+        sw, sh = size
+        i420 = np.empty((sh * 3 // 2, sw), np.uint8)
+        i420[:sh] = cv2.resize(y, (sw, sh), interpolation=cv2.INTER_AREA)
+        q = sh // 4
+        i420[sh : sh + q].reshape(sh // 2, sw // 2)[:] = cv2.resize(u, (sw // 2, sh // 2), interpolation=cv2.INTER_AREA)
+        i420[sh + q : sh + 2 * q].reshape(sh // 2, sw // 2)[:] = cv2.resize(v, (sw // 2, sh // 2),
+                                                                          interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+
+    def rgb(self) -> np.ndarray:
+        """The whole frame in RGB (converted once)."""
+        if self._rgb is None:
+            self._fill(0, 0, self.width, self.height)
+            self._rgb = self._canvas
+        return self._rgb
+
+    def _fill(self, ix0: int, iy0: int, ix1: int, iy1: int) -> None:
+        """Convert rows [iy0, iy1) x columns [ix0, ix1) into the canvas (even columns, rows in steps of 4)."""
+        if self._canvas is None:
+            self._canvas = np.empty((self.height, self.width, 3), np.uint8)  # pages are touched only where filled
+        rh, rw = iy1 - iy0, ix1 - ix0
+        y, u, v = self._yuv
+        i420 = np.empty((rh * 3 // 2, rw), np.uint8)
+        i420[:rh] = y[iy0:iy1, ix0:ix1]
+        i420[rh : rh + rh // 4].reshape(rh // 2, rw // 2)[:] = u[iy0 // 2 : iy1 // 2, ix0 // 2 : ix1 // 2]
+        i420[rh + rh // 4 :].reshape(rh // 2, rw // 2)[:] = v[iy0 // 2 : iy1 // 2, ix0 // 2 : ix1 // 2]
+        self._canvas[iy0:iy1, ix0:ix1] = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+        self._filled.append((ix0, iy0, ix1, iy1))
+
+    def warp(self, m: np.ndarray, size: tuple[int, int], flags: int, border: int) -> np.ndarray:
+        """``cv2.warpAffine(frame, m, size, ...)``, converting only the frame region the output samples."""
+        if self._rgb is None:
+            w, h = size
+            a = np.vstack([np.asarray(m, np.float64), [0.0, 0.0, 1.0]])
+            try:
+                src = (np.linalg.inv(a) @ np.array([[0, w, 0, w], [0, 0, h, h], [1, 1, 1, 1]], np.float64))[:2]
+            except np.linalg.LinAlgError:
+                src = None
+            if src is None or not np.isfinite(src).all():
+                self.rgb()
+            else:
+                x0, y0 = src.min(1) - _WARP_MARGIN
+                x1, y1 = src.max(1) + _WARP_MARGIN
+                # clamped into the frame, never empty: a replicated border reads the frame's nearest edge
+                ix0 = min(self.width - 2, max(0, int(np.floor(x0)))) // 2 * 2
+                ix1 = min(self.width, max(ix0 + 2, -(-int(np.ceil(x1)) // 2) * 2))
+                iy0 = min(self.height - 4, max(0, int(np.floor(y0)))) // 4 * 4
+                iy1 = min(self.height, max(iy0 + 4, -(-int(np.ceil(y1)) // 4) * 4))
+                if not any(a <= ix0 and b <= iy0 and ix1 <= c and iy1 <= d for a, b, c, d in self._filled):
+                    self._fill(ix0, iy0, ix1, iy1)  # (the mouth crop lies inside the mesh crop's region)
+        image = self._rgb if self._rgb is not None else self._canvas
+        return cv2.warpAffine(image, m, size, flags=flags, borderMode=border)
+
+
+#: Pixels converted around a warp's source area (bilinear sampling reads one more; slack for rounding).
+_WARP_MARGIN = 4.0
+
+
 #: Display-matrix rotation (degrees counterclockwise) -> the cv2 turn that makes the frame upright.
 _TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+
+
+def _box(pts: np.ndarray) -> tuple[float, float, float]:
+    """The face box (centre x, centre y, side) around mesh points."""
+    x0, y0 = pts[:, :2].min(0)
+    x1, y1 = pts[:, :2].max(0)
+    return ((x0 + x1) / 2, (y0 + y1) / 2, float(max(x1 - x0, y1 - y0)))
 
 
 def _iou(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
@@ -184,11 +350,12 @@ def mouth_crop_matrix(key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> n
     return m
 
 
-def mouth_crop(rgb: np.ndarray, key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.ndarray:
-    """An aligned mouth crop: eyes level, mouth centred, width 1.2 inter-ocular distances."""
+def mouth_crop(rgb, key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.ndarray:
+    """An aligned mouth crop: eyes level, mouth centred, width 1.2 inter-ocular distances (an RGB array or a
+    ``Picture``)."""
     h, w = hw
     m = mouth_crop_matrix(key, hw)
-    return cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    return Picture.of(rgb).warp(m, (w, h), cv2.INTER_AREA, cv2.BORDER_REPLICATE)
 
 
 class FaceTracker:
@@ -202,13 +369,14 @@ class FaceTracker:
         max_misses: int = 12,
         min_detection_confidence: float = 0.5,
         workers: int = 2,
+        mesh_every: int = 1,
     ):
         # MediaPipe's native log lines (fd 2, from its own threads) are hidden while the
         # tracker lives, for the library as for the CLI, unless AVSYNC_NATIVE_LOGS=1.
         self._quiet = Silencer()
         self._quiet.start()
         try:
-            import mediapipe as mp  # heavy import, only when faces are needed
+            mp = import_mediapipe()  # heavy import, only when faces are needed
         except BaseException:
             self._quiet.stop()
             raise
@@ -218,6 +386,10 @@ class FaceTracker:
         self.keep_crops = keep_crops
         self.redetect_every = redetect_every
         self.max_misses = max_misses
+        #: Run the mesh on every this many frames of a steadily tracked face; the frames between get
+        #: their landmarks interpolated between the meshes either side (their crops still come from
+        #: their own pixels). 1 = every frame. Only for estimators that read crops, not landmarks.
+        self.mesh_every = max(1, int(mesh_every))
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_detection_confidence
         )
@@ -318,13 +490,12 @@ class FaceTracker:
 
     # -- mesh on a crop ---------------------------------------------------------
     @staticmethod
-    def _mesh(mesh, box: tuple[float, float, float], rgb: np.ndarray) -> np.ndarray | None:
+    def _mesh(mesh, box: tuple[float, float, float], pic: Picture) -> np.ndarray | None:
         cx, cy, side = box
         crop_side = 1.8 * side
         s = MESH_CROP_SIDE / crop_side
         m = np.array([[s, 0.0, MESH_CROP_SIDE / 2 - s * cx], [0.0, s, MESH_CROP_SIDE / 2 - s * cy]])
-        crop = cv2.warpAffine(rgb, m, (MESH_CROP_SIDE, MESH_CROP_SIDE), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
+        crop = pic.warp(m, (MESH_CROP_SIDE, MESH_CROP_SIDE), cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
         res = mesh.process(crop)
         if not res.multi_face_landmarks:
             return None
@@ -337,11 +508,11 @@ class FaceTracker:
         pts[:, 2] /= s
         return pts
 
-    def _submit(self, act: _Active, fi: int, rgb: np.ndarray):
+    def _submit(self, act: _Active, fi: int, pic: Picture):
         mesh = act.meshes[fi % 2]
         if self._pool is None:
-            return _Done(self._mesh(mesh, act.box, rgb))
-        return self._pool.submit(self._mesh, mesh, act.box, rgb)
+            return _Done(self._mesh(mesh, act.box, pic))
+        return self._pool.submit(self._mesh, mesh, act.box, pic)
 
     # -- per frame --------------------------------------------------------------
     def update(self, frame) -> None:
@@ -351,7 +522,7 @@ class FaceTracker:
         face's crop box comes from two frames back (80 ms at 25 fps): well
         inside the crop's margin.
         """
-        rgb = frame if isinstance(frame, np.ndarray) else frame_to_rgb(frame)
+        pic = Picture.of(frame)
         fi = self._frame
         self._frame += 1
 
@@ -362,19 +533,24 @@ class FaceTracker:
             fi % self.redetect_every == 0 and len(self._active) < self.max_faces
         ):
             self._search_now = False
-            self._add_faces(rgb, fi)
+            self._add_faces(pic, fi)
         jobs = []
         for act in self._active:
             if act.pending is not None:
                 jobs.append((act, _Done(act.pending)))
                 act.pending = None
+            elif self.mesh_every > 1 and act.last is not None and not act.misses and \
+                    fi - act.submitted < self.mesh_every:
+                act.skipped.append((fi, pic))
+                continue
             else:
-                jobs.append((act, self._submit(act, fi, rgb)))
+                jobs.append((act, self._submit(act, fi, pic)))
+            act.submitted = fi
         self.flush()
-        self._inflight = (fi, rgb, jobs)
+        self._inflight = (fi, pic, jobs)
 
-    def _add_faces(self, rgb: np.ndarray, fi: int) -> None:
-        for box in self._detect(rgb):
+    def _add_faces(self, pic: Picture, fi: int) -> None:
+        for box in self._detect(pic.rgb()):
             match = max(self._active, key=lambda a: _iou(a.box, box), default=None)
             if match is not None and _iou(match.box, box) > 0.2:
                 if match.misses:  # re-acquire a lost face where the detector sees it
@@ -384,7 +560,7 @@ class FaceTracker:
                 continue
             # A detection becomes a track only once the mesh confirms a face there.
             cand = _Active(FaceTrack(track_id=-1, first_frame=fi, shot=self._shot), box, self._take_meshes())
-            cand.pending = self._mesh(cand.meshes[fi % 2], box, rgb)
+            cand.pending = self._mesh(cand.meshes[fi % 2], box, pic)
             if cand.pending is None:
                 self._free.append(cand.meshes)
                 continue
@@ -396,7 +572,7 @@ class FaceTracker:
         """Read back the frame still in the models (call once after the last ``update``)."""
         if self._inflight is None:
             return
-        fi, rgb, jobs = self._inflight
+        fi, pic, jobs = self._inflight
         self._inflight = None
         results = [(act, job.result()) for act, job in jobs]
         # Tracks dropped at the last read-back had this frame in flight; now
@@ -407,24 +583,24 @@ class FaceTracker:
             if act not in self._active:  # dropped while this frame was in flight
                 continue
             tr = act.track
+            between = [(j, p) for j, p in act.skipped if j < fi]
+            act.skipped = [(j, p) for j, p in act.skipped if j > fi]
+            if pts is not None and act.last is not None:
+                self._interpolate(act, between, fi, pts[: len(_KEY)], _box(pts))
             while tr.first_frame + len(tr.key) < fi:  # frames before this one were lost
                 self._append_lost(tr)
             if pts is None:
+                act.last = None  # never interpolate across a miss
                 act.misses += 1
                 self._append_lost(tr)
                 if act.misses > self.max_misses:
                     self._retire(act)
                 continue
             act.misses = 0
-            x0, y0 = pts[:, :2].min(0)
-            x1, y1 = pts[:, :2].max(0)
-            act.box = ((x0 + x1) / 2, (y0 + y1) / 2, float(max(x1 - x0, y1 - y0)))
+            act.box = _box(pts)
             key = pts[: len(_KEY)]
-            tr.key.append(key)
-            tr.sizes.append(act.box[2])
-            tr.centres.append(act.box[:2])
-            if self.keep_crops:
-                tr.crops.append(cv2.cvtColor(mouth_crop(rgb, key), cv2.COLOR_RGB2GRAY))
+            act.last = (fi, key, act.box[2], act.box[:2])
+            self._append_found(tr, key, act.box[2], act.box[:2], pic)
         # Two live tracks on one face: keep the older one.
         for a in list(self._active):
             for b in self._active:
@@ -442,6 +618,28 @@ class FaceTracker:
             self._retire(act)
         self._shot += 1
         self._search_now = True
+
+    def _append_found(self, tr: FaceTrack, key: np.ndarray, size: float, centre, pic: Picture) -> None:
+        tr.key.append(key)
+        tr.sizes.append(size)
+        tr.centres.append(tuple(centre))
+        if self.keep_crops:
+            tr.crops.append(cv2.cvtColor(mouth_crop(pic, key), cv2.COLOR_RGB2GRAY))
+
+    def _interpolate(self, act: _Active, between: list, fi: int, key: np.ndarray, box) -> None:
+        """Frames skipped since the last mesh: landmarks interpolated linearly, crops cut from their own pixels."""
+        k0, key0, size0, c0 = act.last
+        size = box[2]
+        tr = act.track
+        for j, pic in between:
+            if j <= k0:
+                continue
+            while tr.first_frame + len(tr.key) < j:
+                self._append_lost(tr)
+            w = (j - k0) / (fi - k0)
+            centre = tuple(float(a + w * (b - a)) for a, b in zip(c0, box[:2]))
+            self._append_found(tr, (key0 + w * (key - key0)).astype(np.float32), size0 + w * (size - size0), centre,
+                               pic)
 
     def _retire(self, act: _Active) -> None:
         self._active.remove(act)
@@ -487,4 +685,4 @@ class FaceTracker:
             quiet.stop()
 
 
-__all__ = ["FaceTrack", "FaceTracker", "frame_to_rgb", "mouth_crop"]
+__all__ = ["FaceTrack", "FaceTracker", "Picture", "frame_to_rgb", "mouth_crop"]

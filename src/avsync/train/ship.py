@@ -4,7 +4,9 @@
 
 Each checkpoint must be an avsync checkpoint of at most 20 MB; its sha256 goes
 into ``models/registry.json``, which ``avsync models`` lists and ``load_model``
-verifies. ``--default`` names the model ``avsync detect`` uses without
+verifies. A two-stream model's encoders are also exported beside it to ONNX
+(``models.onnx``: what ``avsync detect`` runs, without torch), their sha256
+recorded in the registry too. ``--default`` names the model ``avsync detect`` uses without
 ``--model`` (``modelfree`` keeps the model-free method).
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from avsync.models.checkpoint import WEIGHTS_DIR, read_checkpoint, register
+from avsync.models.onnx import ONNX_FAMILIES, export_model, register_export
 from avsync.models.registry import package_dir, registry_data, write_registry
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -29,7 +32,9 @@ def ship(paths: list[Path]) -> list[str]:
         name = read_checkpoint(p)["name"]
         dst = dst_dir / f"{name}.pt"
         shutil.copyfile(p, dst)
-        register(dst)
+        entry = register(dst)
+        if entry["family"] in ONNX_FAMILIES:  # detection runs these on onnxruntime, without torch
+            register_export(name, export_model(dst, dst_dir))
         names.append(name)
     return names
 
