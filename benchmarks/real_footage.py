@@ -12,7 +12,8 @@ with ``avsync.detect`` (default model) on the written file, in process:
    made a trial with ``make_trial`` (the first at 0, the second at k frames) and
    written one after the other; and the 50 s French address with k frames of
    audio inserted (k > 0: silence, the rest lags) or removed (k < 0) at a point
-   part-way, the audio then cut or padded at the end to the picture's length.
+   part-way (in its k = 0 trial, so that both streams start together), the
+   audio then cut or padded at the end to the picture's length.
    Reported: the share with the right timeline kind (``piecewise``), the change
    point's error (s), and each true part's offset read by the piece that holds
    its midpoint, within ±1 frame (±1.5 frame durations, as the protocol).
@@ -72,6 +73,10 @@ FRENCH = "clips/dev/sstzal__DFRF__dataset__vids__french.mp4"
 RESTAURANT = "clips/dev/facebookresearch__VisualVoice__noisy_restaurant.mp4"
 MEAD = "clips/dev/filby89__spectre__samples__MEAD__M024_level_2_surprised_010.mp4"
 OLDMAN = "clips/dev/astorfi__lip-reading-deeplearning__sample_video.mp4"
+DAFOE = "clips/dev/georgeretsi__smirk__samples__dafoe.mp4"
+GRID = ("clips/grid_speakers/brbk7n.mp4", "clips/grid_speakers/lbax4n.mp4", "clips/grid_speakers/pwij3p.mp4")
+LRS3 = ("clips/dev/filby89__spectre__samples__LRS3__0Fi83BHQsMA_00002.mp4",
+        "clips/dev/filby89__spectre__samples__LRS3__QoT0S2vu9m4_00002.mp4")
 
 #: (first, second, k frames of the second) of the two-speaker edits; all 512x512, 25 fps.
 EDIT_PAIRS = {
@@ -92,7 +97,8 @@ SIDE_PAIRS = {"quick": [(AOC, HILL)], "full": [(AOC, HILL), (HILL, MARKEY), (MAR
 SEGMENT_TRIALS = {
     "quick": [(FRENCH, 4), (RESTAURANT, -7)],
     "full": [(FRENCH, 4), (FRENCH, -7), (FRENCH, 11), (RESTAURANT, -7), (RESTAURANT, 4), (HILL, 7), (AOC, -4),
-             (MARKEY, 4), (MEAD, -7), (OLDMAN, 7)],
+             (MARKEY, 4), (MEAD, -7), (OLDMAN, 7), (DAFOE, -4), *((g, k) for g in GRID for k in (-7, 4)),
+             *((c, 4) for c in LRS3)],  # short clips: the short segments
 }
 #: Speech-length bins (s) of the segment table.
 BINS = ((0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 10.0), (10.0, float("inf")))
@@ -161,17 +167,21 @@ class Media:
         return self._out(name, build), starts
 
     def edited_audio(self, rel: str, at_s: float, k: int) -> Path:
-        """The clip with k frames of audio inserted (silence, k > 0) or removed (k < 0) at ``at_s``."""
+        """The clip with k frames of audio inserted (silence, k > 0) or removed (k < 0) at ``at_s``.
+
+        Built from the clip's k = 0 trial, whose streams start together (the source's may not).
+        """
+        src = self.trial(rel, 0)
 
         def build(tmp):
-            v = read_video(self.clip(rel))
+            v = read_video(src)
             fps = fps_of(v)
-            a = read_audio(self.clip(rel))
+            a = read_audio(src)
             i, n = int(round(at_s * RATE)), int(round(abs(k) * RATE / fps))
             a = np.concatenate([a[:i], np.zeros(n, np.float32), a[i:]]) if k > 0 else np.concatenate([a[:i], a[i + n:]])
             write(tmp, [(j / fps, x) for j, (_, x) in enumerate(v)], fps, _fit(a, len(v) / fps))
 
-        return self._out(f"edit-{short(rel)}-{at_s:g}s-{k:+d}.mkv", build)
+        return self._out(f"edit-{short(rel)}-trial0-{at_s:g}s-{k:+d}.mkv", build)
 
     def stretched(self, name: str, src: Path, ppm: int) -> Path:
         """``src`` with its audio resampled by ``ppm`` (longer, then cut to its length): it lags more and more."""
@@ -333,7 +343,7 @@ def run_speaker(media: Media, mode: str) -> list[Case]:
                 return detect(media.side_by_side(left, right, side))
 
             who = short(left if side == "left" else right)
-            cases.append(measured("speaker", f"{short(left)} | {short(right)}: {who} speaks",
+            cases.append(measured("speaker", f"{short(left)} (left) beside {short(right)} (right): {who} speaks",
                                   dict(side=side, width=1024), fn))
     return cases
 
@@ -447,6 +457,8 @@ def section(cases: dict, m: dict, cmdline: str, mode: str, total_s: float) -> st
              "tuned on these figures. ±1 frame means an error of at most 1.5 frame durations "
              "(`../shared/docs/benchmark-protocol.md`). Generated media are cached outside the repository.\n")
 
+    from avsync.sync.timeline import MIN_READINGS_PER_PIECE
+
     # 1. edits
     ed = cases["edit"]
     sc = [score_edit(c) for c in ed]
@@ -455,14 +467,17 @@ def section(cases: dict, m: dict, cmdline: str, mode: str, total_s: float) -> st
     L.append("Two-speaker cases: HDTF dev clips (512x512, 25 fps), the first in sync, the second a k-frame trial, "
              "written one after the other (the join is also a cut). French cases: the 50 s address (30 fps) with k "
              "frames of audio inserted (silence, k > 0) or removed (k < 0) at the time shown. A piece's offset is read "
-             "from the fitted timeline's piece that holds the middle of each true part.\n")
+             "from the fitted timeline's piece that holds the middle of each true part. The fit needs at least "
+             f"{MIN_READINGS_PER_PIECE} segment readings on each side of a change point "
+             "(`avsync.sync.timeline.MIN_READINGS_PER_PIECE`), so a part read as one segment cannot be its own "
+             "piece.\n")
     L.append("| case | timeline kind | change point error (s) | offset error, part 1 / part 2 (frames) |")
     L.append("|---|---|---|---|")
     for c, s in zip(ed, sc):
         if c.error:
             L.append(f"| {c.name} | failed: {c.error} | n/a | n/a |")
             continue
-        L.append(f"| {c.name} | {s['kind']} ({s['n_cps']} change points) | {f(s['cp_err_s'])} | "
+        L.append(f"| {c.name} | {s['kind']} ({s['n_cps']} change point{'' if s['n_cps'] == 1 else 's'}) | {f(s['cp_err_s'])} | "
                  + " / ".join(f(e, '+.1f') for e in s["piece_err_frames"]) + " |")
     kind_ok = sum(s["kind_ok"] for s in sc)
     cp = [s["cp_err_s"] for s in sc if s["kind_ok"] and s["cp_err_s"] is not None]
@@ -479,8 +494,9 @@ def section(cases: dict, m: dict, cmdline: str, mode: str, total_s: float) -> st
     dr = cases["drift"]
     sd = [score_drift(c) for c in dr]
     L.append(f"### Drift: rate error and what the fix leaves ({len(dr)} cases)\n")
-    L.append("`french x2`: the 50 s French address twice over (100 s, 30 fps); `HDTF x3`: four HDTF dev clips "
-             "(AlexandriaOcasioCortez, KatieHill, EdMarkey, May_5s) three times over (~87 s, 25 fps). The audio is "
+    L.append("`french x2`: the 50 s French address twice over (100 s, 30 fps); `HDTF x3` (full run only): four HDTF "
+             "dev clips (AlexandriaOcasioCortez, KatieHill, EdMarkey, May_5s) three times over (~87 s, 25 fps). "
+             "The audio is "
              "resampled by the ppm shown, so it lags by ppm x 0.06 ms more each minute. *Slope* is the "
              "confidence-weighted least-squares slope of the segment readings, whatever kind the fit chose.\n")
     L.append("| case | truth (ms/min) | kind | fitted rate (ms/min) | rate error | slope (ms/min) | after fix: kind | "
