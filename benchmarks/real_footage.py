@@ -57,7 +57,7 @@ import numpy as np
 from run_benchmarks import DEFAULT_DATA, REPO, default_workdir, machine_info, machine_line
 
 sys.path.insert(0, str(REPO / "tests"))
-from mediagen import RATE, fps_of, read_audio, read_video, write  # noqa: E402  (test-media writer, shared)
+from mediagen import RATE, read_audio, read_video, write  # noqa: E402  (test-media writer, shared)
 
 SECTION = REPO / "docs" / "BENCHMARKS-real-footage.md"
 PAGE = REPO / "docs" / "BENCHMARKS.md"
@@ -175,13 +175,13 @@ class Media:
 
         def build(tmp):
             v = read_video(src)
-            fps = fps_of(v)
+            fps = _fps(src)  # the stream's rate: a median of 1 ms timestamps (33/34 ms) would say 30.3
             a = read_audio(src)
             i, n = int(round(at_s * RATE)), int(round(abs(k) * RATE / fps))
             a = np.concatenate([a[:i], np.zeros(n, np.float32), a[i:]]) if k > 0 else np.concatenate([a[:i], a[i + n:]])
             write(tmp, [(j / fps, x) for j, (_, x) in enumerate(v)], fps, _fit(a, len(v) / fps))
 
-        return self._out(f"edit-{short(rel)}-trial0-{at_s:g}s-{k:+d}.mkv", build)
+        return self._out(f"edit-{short(rel)}-trial0-{at_s:g}s-{k:+d}-v2.mkv", build)
 
     def stretched(self, name: str, src: Path, ppm: int) -> Path:
         """``src`` with its audio resampled by ``ppm`` (longer, then cut to its length): it lags more and more."""
@@ -191,9 +191,9 @@ class Media:
             v = read_video(src)
             a = read_audio(src)
             s = soxr.resample(a, RATE, RATE * (1 + ppm * 1e-6)).astype(np.float32) if ppm else a
-            write(tmp, v, fps_of(v), s[: len(a)])
+            write(tmp, v, _fps(src), s[: len(a)])
 
-        return self._out(f"drift-{name}-{ppm}ppm.mkv", build)
+        return self._out(f"drift-{name}-{ppm}ppm-v2.mkv", build)
 
     def side_by_side(self, left: str, right: str, speaking: str) -> Path:
         """Both clips side by side (k = 0 trials, so both start together); only ``speaking``'s audio kept."""
@@ -202,7 +202,7 @@ class Media:
         def build(tmp):
             lv, rv = read_video(lp), read_video(rp)
             n = min(len(lv), len(rv))
-            fps = fps_of(lv)
+            fps = _fps(lp)
             frames = [(i / fps, np.concatenate([lv[i][1], rv[i][1]], axis=1)) for i in range(n)]
             write(tmp, frames, fps, _fit(read_audio(lp if speaking == "left" else rp), n / fps))
 
