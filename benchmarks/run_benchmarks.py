@@ -1167,10 +1167,15 @@ def write_page(out: Path, m: dict, cmdline: str, sections: dict, quick: bool, wo
     kept = _speed_block(out)
     if kept:  # written by benchmarks/speed.py (its own run, before and after); kept as it was
         L.append(kept + "\n")
+    real = out.parent / "BENCHMARKS-real-footage.md"  # measured and written by real_footage.py (issue 9)
+    if real.is_file():
+        L.append("<!-- real_footage.py: begin -->\n" + real.read_text().rstrip() + "\n<!-- real_footage.py: end -->\n")
     L.append("## Reproduce\n")
     L.append("```bash\n./setup.sh dev,bench                 # [bench]: imageio-ffmpeg, the ffmpeg binary timed above\n"
              "python benchmarks/run_benchmarks.py  # --quick for a smoke run; --skip-accuracy/--skip-speed/--skip-rss/--skip-protocols/--skip-models/--skip-faces; "
-             "--models A,B; --workdir DIR\n```\n")
+             "--models A,B; --workdir DIR\n"
+             "python benchmarks/real_footage.py    # the real-footage section only (--quick for fewer cases); this "
+             "page keeps it\n```\n")
     L.append("Per-trial results of the last run are written to `$WORKDIR/accuracy-trials.tsv`, per-clip face "
              "results to `$WORKDIR/faces.tsv`, and all raw figures to `$WORKDIR/results.json`.")
     out.parent.mkdir(parents=True, exist_ok=True)

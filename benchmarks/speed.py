@@ -216,7 +216,7 @@ def _status(ok: bool | None, miss: str) -> str:
 
 def render(rows: dict[str, Row], m: dict, cmdline: str, baseline: str | None, reps: int, quick: bool,
            seconds: float, steady_s: float) -> str:
-    L = ["## Speed before and after (`benchmarks/speed.py`)\n"]
+    L = ["## 8. Speed before and after (`benchmarks/speed.py`)\n"]
     if quick:
         L.append("> **QUICK SMOKE RUN (`--quick`)**: one run each and a short steady-state input; these figures only "
                  "show that the script works.\n")
