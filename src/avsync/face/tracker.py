@@ -244,7 +244,10 @@ class Picture:
         return cls(rgb=frame) if isinstance(frame, np.ndarray) else cls(frame=frame)
 
     def small(self, width: int) -> np.ndarray:
-        """The whole frame shrunk to ``width`` pixels wide (if wider), in RGB, without converting it at full size."""
+        """The whole frame shrunk to ``width`` pixels wide (if wider), in RGB, without converting it at full size.
+
+        Bilinear, not area, sampling: a thumbnail for the cut detector, at a tenth of the cost.
+        """
         h, w = self.height, self.width
         if w <= width:
             return self.rgb()
@@ -254,11 +257,11 @@ class Picture:
         y, u, v = self._yuv
         sw, sh = size
         i420 = np.empty((sh * 3 // 2, sw), np.uint8)
-        i420[:sh] = cv2.resize(y, (sw, sh), interpolation=cv2.INTER_AREA)
+        i420[:sh] = cv2.resize(y, (sw, sh), interpolation=cv2.INTER_LINEAR)
         q = sh // 4
-        i420[sh : sh + q].reshape(sh // 2, sw // 2)[:] = cv2.resize(u, (sw // 2, sh // 2), interpolation=cv2.INTER_AREA)
+        i420[sh : sh + q].reshape(sh // 2, sw // 2)[:] = cv2.resize(u, (sw // 2, sh // 2), interpolation=cv2.INTER_LINEAR)
         i420[sh + q : sh + 2 * q].reshape(sh // 2, sw // 2)[:] = cv2.resize(v, (sw // 2, sh // 2),
-                                                                          interpolation=cv2.INTER_AREA)
+                                                                          interpolation=cv2.INTER_LINEAR)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
     def rgb(self) -> np.ndarray:
