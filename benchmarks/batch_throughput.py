@@ -68,8 +68,8 @@ def section(results: list[tuple[str, dict]], m: dict, cmdline: str, n_clips: int
          f"- **Date:** {m['date']}. **Machine:** {machine_line(m)}; load average (1/5/15 min) at the start: "
          f"{' / '.join(f'{x:.2f}' for x in m['load_start'])}. **Code:** avsync {m['avsync']}, commit {m['commit']}.",
          f"- **Data:** the {n_clips} `dev` clips of at most {max_s:g} s (`manifest.tsv` order), default model.",
-         "- **Provisional:** one run per row on a machine shared with other jobs; rerun on a quiet machine "
-         "before quoting these.\n",
+         "- **One run per row.** Other work on the machine (see the load average) slows every row alike; "
+         "with a load average well above the core count, treat the rows as provisional.\n",
          "| configuration | files | failed | video (s) | wall (s) | files/min | video s per s |",
          "|---|---|---|---|---|---|---|"]
     for label, r in results:
