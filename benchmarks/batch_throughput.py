@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from run_benchmarks import DEFAULT_DATA, REPO, machine_info, machine_line
+from run_benchmarks import DEFAULT_DATA, REPO, machine_info, machine_line, splice_section
 
 SECTION = REPO / "docs" / "BENCHMARKS-batch.md"
 PAGE = REPO / "docs" / "BENCHMARKS.md"
@@ -81,17 +81,8 @@ def section(results: list[tuple[str, dict]], m: dict, cmdline: str, n_clips: int
 
 
 def splice(page: Path, text: str) -> None:
-    """Put ``text`` between the markers of ``page`` (before ``## Reproduce`` the first time)."""
-    body = page.read_text()
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
-    if BEGIN in body and END in body:
-        head, rest = body.split(BEGIN, 1)
-        body = head + block + rest.split(END, 1)[1].lstrip("\n")
-    elif "## Reproduce" in body:
-        body = body.replace("## Reproduce", block + "\n## Reproduce", 1)
-    else:
-        body = body.rstrip() + "\n\n" + block
-    page.write_text(body)
+    """Put ``text`` between this script's markers of ``page``."""
+    splice_section(page, text, BEGIN, END)
 
 
 def main(argv=None) -> int:

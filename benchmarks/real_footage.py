@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from run_benchmarks import DEFAULT_DATA, REPO, default_workdir, machine_info, machine_line
+from run_benchmarks import DEFAULT_DATA, REPO, default_workdir, machine_info, machine_line, splice_section
 
 sys.path.insert(0, str(REPO / "tests"))
 from mediagen import RATE, read_audio, read_video, write  # noqa: E402  (test-media writer, shared)
@@ -574,19 +574,8 @@ def section(cases: dict, m: dict, cmdline: str, mode: str, total_s: float) -> st
 
 
 def splice(page: Path, text: str) -> None:
-    """Put ``text`` between the markers of ``page`` (before ``## Reproduce`` the first time)."""
-    body = page.read_text()
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
-    if BEGIN in body and END in body:
-        head, rest = body.split(BEGIN, 1)
-        body = head + block + rest.split(END, 1)[1].lstrip("\n")
-    elif "## Reproduce" in body:
-        body = body.replace("## Reproduce", block + "\n## Reproduce", 1)
-    else:
-        body = body.rstrip() + "\n\n" + block
-    tmp = page.with_name(f".{page.name}.part")
-    tmp.write_text(body)
-    os.replace(tmp, page)
+    """Put ``text`` between this script's markers of ``page``."""
+    splice_section(page, text, BEGIN, END)
 
 
 def main(argv=None) -> int:

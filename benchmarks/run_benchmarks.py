@@ -121,6 +121,24 @@ def _cmd_out(cmd: list[str], cwd: Path | None = None) -> str:
         return ""
 
 
+def splice_section(page: Path, text: str, begin: str, end: str) -> None:
+    """Put ``text`` between the ``begin``/``end`` markers of ``page``, replacing what was there (before
+    ``## Reproduce`` the first time); written atomically. The scripts that measure a section of their own
+    (batch_throughput.py, real_footage.py, speed.py) keep it up to date this way."""
+    body = page.read_text() if page.exists() else ""
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    if begin in body and end in body:
+        head, rest = body.split(begin, 1)
+        body = head + block + rest.split(end, 1)[1].lstrip("\n")
+    elif "## Reproduce" in body:
+        body = body.replace("## Reproduce", block + "\n## Reproduce", 1)
+    else:
+        body = body.rstrip() + "\n\n" + block
+    tmp = page.with_name(f".{page.name}.part")
+    tmp.write_text(body)
+    os.replace(tmp, page)
+
+
 def machine_info() -> dict:
     import av
 

@@ -328,15 +328,10 @@ def render(rows: dict[str, Row], m: dict, cmdline: str, baseline: str | None, re
 
 
 def splice(page: Path, block: str) -> None:
-    """Put ``block`` between the markers in ``page`` (appended at the end the first time)."""
-    text = page.read_text() if page.exists() else ""
-    body = f"{BEGIN}\n{block.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + body + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    page.write_text(text)
+    """Put ``block`` between this script's markers in ``page``."""
+    from run_benchmarks import splice_section  # benchmarks/ is on the path when this runs as a script
+
+    splice_section(page, block, BEGIN, END)
 
 
 def machine() -> dict:

@@ -1,5 +1,4 @@
 """Streams that start at different times, frame rates other than the analysis rate (real clips, rewritten)."""
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -7,46 +6,15 @@ import pytest
 
 import avsync
 from conftest import clip_path
+from mediagen import RATE, fps_of, read_audio, read_video, write
 
 CLIP = "dev/facebookresearch__VisualVoice__noisy_restaurant.mp4"  # 9 s, 25 fps: 3 s less audio used to read "truncated"
-RATE = 16_000
 
 
 def _write(src, dst, audio_from_s):
     """Video as in ``src``; audio as in ``src`` but only from ``audio_from_s`` on, with its true timestamps."""
-    with av.open(str(src)) as c:
-        v_in = c.streams.video[0]
-        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
-        rate = v_in.average_rate
-    with av.open(str(src)) as c:
-        rs = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-        audio = [g for f in c.decode(audio=0) for g in rs.resample(f)]
-    with av.open(str(dst), "w") as out:
-        vs = out.add_stream("libx264", rate=rate)
-        vs.width, vs.height = frames[0][1].shape[1], frames[0][1].shape[0]
-        vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": "20", "preset": "veryfast"}
-        aus = out.add_stream("pcm_s16le", rate=RATE, layout="mono")
-        n = 0
-        skip = int(round(audio_from_s * RATE))
-        for t, arr in frames:
-            g = av.VideoFrame.from_ndarray(arr, format="rgb24")
-            g.pts, g.time_base = int(round(t * 1000)), Fraction(1, 1000)
-            out.mux(vs.encode(g))
-        out.mux(vs.encode(None))
-        for f in audio:
-            arr = f.to_ndarray()
-            if n + arr.shape[1] <= skip:
-                n += arr.shape[1]
-                continue
-            cut = max(0, skip - n)
-            g = av.AudioFrame.from_ndarray(arr[:, cut:].copy(), format="s16", layout="mono")
-            g.sample_rate = RATE
-            g.pts, g.time_base = n + cut, Fraction(1, RATE)
-            n += arr.shape[1]
-            out.mux(aus.encode(g))
-        out.mux(aus.encode(None))
-    return dst
+    v = read_video(src)
+    return write(dst, v, fps_of(v), read_audio(src)[int(round(audio_from_s * RATE)):], audio_start_s=audio_from_s)
 
 
 @pytest.fixture(scope="module")
@@ -66,38 +34,16 @@ def test_audio_that_starts_three_seconds_late_is_not_truncated(tmp_path, referen
 
 def _retime(src, dst, out_fps, drop=None):
     """Re-time ``src``'s video to ``out_fps`` (each output frame shows the source frame on screen at its
-    time), dropping output frames inside ``drop = (start_s, end_s)``; audio kept as it is (PCM)."""
-    with av.open(str(src)) as c:
-        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
-    with av.open(str(src)) as c:
-        rs = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-        audio = [g for f in c.decode(audio=0) for g in rs.resample(f)]
-    rate = Fraction(out_fps).limit_denominator(1001)
-    end = frames[-1][0] + (frames[-1][0] - frames[-2][0])
-    with av.open(str(dst), "w") as out:
-        vs = out.add_stream("libx264", rate=rate)
-        vs.width, vs.height = frames[0][1].shape[1], frames[0][1].shape[0]
-        vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": "23", "preset": "ultrafast"}
-        aus = out.add_stream("pcm_s16le", rate=RATE, layout="mono")
-        times = [t for t, _ in frames]
-        k = 0
-        while k / out_fps < end - 1e-9:
-            t = k / out_fps
-            if not (drop and drop[0] <= t < drop[1]):
-                j = max(0, min(len(frames) - 1, int(np.searchsorted(times, t + 1e-6)) - 1))
-                g = av.VideoFrame.from_ndarray(frames[j][1], format="rgb24")
-                g.pts, g.time_base = k, 1 / rate
-                out.mux(vs.encode(g))
-            k += 1
-        out.mux(vs.encode(None))
-        n = 0
-        for f in audio:
-            f.pts, f.time_base = n, Fraction(1, RATE)
-            n += f.samples
-            out.mux(aus.encode(f))
-        out.mux(aus.encode(None))
-    return dst
+    time), dropping output frames inside ``drop = (start_s, end_s)``; audio kept as it is."""
+    v = read_video(src)
+    times = [t for t, _ in v]
+    end = times[-1] + (times[-1] - times[-2])
+    out = []
+    for k in range(int(np.ceil(end * out_fps - 1e-6))):
+        t = k / out_fps
+        if not (drop and drop[0] <= t < drop[1]):
+            out.append((t, v[max(0, min(len(v) - 1, int(np.searchsorted(times, t + 1e-6)) - 1))][1]))
+    return write(dst, out, out_fps, read_audio(src))
 
 
 @pytest.mark.parametrize("out_fps", [60, 120])
@@ -118,8 +64,6 @@ def test_a_hole_in_the_video_keeps_the_frame_rate_and_the_reading(tmp_path, refe
 
 
 def test_a_hole_in_the_audio_keeps_what_follows_at_its_time(tmp_path, reference):
-    from mediagen import fps_of, read_audio, read_video, write
-
     v = read_video(clip_path(CLIP))
     a = read_audio(clip_path(CLIP))
     holed = write(tmp_path / "audio_hole.mkv", v, fps_of(v), a, audio_hole=(1.024, 3.072))
@@ -130,8 +74,6 @@ def test_a_hole_in_the_audio_keeps_what_follows_at_its_time(tmp_path, reference)
 
 
 def test_variable_frame_rate_keeps_the_reading(tmp_path, reference):
-    from mediagen import read_audio, read_video, write
-
     v = read_video(clip_path(CLIP))
     # First half at 25 fps, second half at 12.5 fps (every other frame dropped): a VFR file.
     half = len(v) // 2

@@ -28,8 +28,8 @@ from avsync.result import FaceInfo, SyncResult, WindowEstimate
 from avsync.sync.confidence import curve_features, evidence_seconds
 from avsync.sync.offset import lag_grid, read_curve, rival_index
 from avsync.media.shots import shot_index, shots_from_cuts
-from avsync.sync.segments import LOCATE_HOP_S, LOCATE_WINDOW_S, choose, frame_speech, locate_change, plan_segments, read_face
-from avsync.sync.speech import speech_mask
+from avsync.sync.segments import LOCATE_HOP_S, LOCATE_WINDOW_S, choose, locate_change, plan_segments, read_face
+from avsync.sync.speech import frame_speech, speech_mask
 from avsync.sync.timeline import fit_timeline
 
 if TYPE_CHECKING:  # decoding (PyAV, OpenCV) and the models load only when a file is analysed
@@ -347,6 +347,7 @@ def _place_changes(ext, estimator, timeline, spans, segments, faces, fps):
     read = [k for k, g in enumerate(segments) if g.offset_ms is not None]
     by_id = {f["track"].track_id: f for f in faces}
     cps = list(timeline.change_points_s)
+    preps: dict[int, dict] = {}
     for i, cp in enumerate(cps):
         left = [k for k in read if segments[k].end_s <= cp + 1e-6]
         right = [k for k in read if segments[k].start_s >= cp - 1e-6]
@@ -354,14 +355,17 @@ def _place_changes(ext, estimator, timeline, spans, segments, faces, fps):
             continue
         kl, kr = left[-1], right[0]
         if spans[kl].shot != spans[kr].shot:
-            cps[i] = segments[kr].start_s if spans[kr - 1].shot != spans[kr].shot else cp
+            cps[i] = segments[next(k for k, sp in enumerate(spans) if sp.shot == spans[kr].shot)].start_s  # the cut
             continue
         if segments[kl].face != segments[kr].face or segments[kl].face not in by_id:
             continue
         a, b = spans[kl].start, spans[kr].stop
         w = max(3, int(round(LOCATE_WINDOW_S * fps)))
         starts = np.arange(a, max(a + 1, b - w + 1), max(1, int(round(LOCATE_HOP_S * fps))))
-        prep = estimator.prepare(ext, by_id[segments[kl].face]["index"])
+        face = segments[kl].face
+        if face not in preps:  # the face's input, prepared once for all its change points
+            preps[face] = estimator.prepare(ext, by_id[face]["index"])
+        prep = preps[face]
         lv = np.array([timeline.pieces[i].offset_ms, timeline.pieces[i + 1].offset_ms]) / 1000.0
         sc = estimator.scores(prep, lv, starts, w)
         where = locate_change(ext.times[np.minimum(starts + w // 2, ext.n_frames - 1)] - t0, sc[:, 1] - sc[:, 0])

@@ -200,8 +200,7 @@ def fix(
                 raise UncertainError(
                     f"not writing a correction: {detected.sentence()}. "
                     "Pass --force to apply it anyway, or --offset-ms to give the offset")
-            if detected.timeline and detected.timeline["kind"] != "constant":
-                timeline = detected.timeline  # drift or edits: the offset over time is applied
+            timeline = detected.timeline  # drift or edits are applied over time; a constant is one shift
         report = avsync.correct(path, output, offset_ms=off, overwrite=overwrite, timeline=timeline)
         return detected, report
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avsync.sync.offset import prominence
+from avsync.sync.speech import frame_speech
 
 #: The curve features, in the order a calibration's coefficients use them.
 FEATURES = ("prominence_z", "peak_z", "log_seconds")
@@ -56,10 +57,7 @@ def evidence_seconds(found: np.ndarray, times: np.ndarray, speech: np.ndarray, a
     times = np.asarray(times, dtype=np.float64)
     if len(times) < 2 or not found.any() or len(speech) == 0:
         return 0.0
-    j = np.round((times - audio_t0) * rate).astype(np.int64)
-    inside = (j >= 0) & (j < len(speech))
-    heard = np.zeros(len(times), bool)
-    heard[inside] = np.asarray(speech, bool)[j[inside]]
+    heard = frame_speech(times, speech, audio_t0, rate)
     dt = float(times[-1] - times[0]) / (len(times) - 1)
     return float((found & heard).sum() * dt)
 

@@ -63,15 +63,6 @@ class Segment:
         }
 
 
-def frame_speech(times: np.ndarray, speech: np.ndarray, audio_t0: float, rate: float) -> np.ndarray:
-    """Per video frame: does the audio hold speech there (mask on an audio grid at ``rate``)."""
-    j = np.round((np.asarray(times, dtype=np.float64) - audio_t0) * rate).astype(np.int64)
-    out = np.zeros(len(times), bool)
-    inside = (j >= 0) & (j < len(speech))
-    out[inside] = np.asarray(speech, bool)[j[inside]]
-    return out
-
-
 def plan_segments(heard: np.ndarray, seen: np.ndarray, shot: np.ndarray, frame_s: float,
                   target_s: float | None = None) -> list[Span]:
     """Spans of frames to read, and spans without evidence (with their reason).

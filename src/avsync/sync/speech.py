@@ -22,3 +22,12 @@ def speech_mask(mel40: np.ndarray) -> np.ndarray:
     db = 10.0 * np.log10(np.exp(mel40[:, sel].astype(np.float64)).sum(1) + 1e-12)
     loud = np.percentile(db, 95)
     return (db > SILENCE_DB) & (db > loud - DYNAMIC_DB)
+
+
+def frame_speech(times: np.ndarray, speech: np.ndarray, audio_t0: float, rate: float) -> np.ndarray:
+    """Per video frame: does the audio hold speech there (mask on an audio grid at ``rate``)."""
+    j = np.round((np.asarray(times, dtype=np.float64) - audio_t0) * rate).astype(np.int64)
+    out = np.zeros(len(times), bool)
+    inside = (j >= 0) & (j < len(speech))
+    out[inside] = np.asarray(speech, bool)[j[inside]]
+    return out
