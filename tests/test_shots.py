@@ -61,3 +61,23 @@ def test_detect_gives_shots_and_no_face_track_crosses_a_cut():
     for g in r.segments:
         shot = r.shots[g["shot"]]
         assert shot["start_s"] - 1e-6 <= g["start_s"] and g["end_s"] <= shot["end_s"] + 1e-6
+
+
+def test_trials_sliced_from_an_extraction_keep_their_cuts():
+    # avsync eval slices one extraction into trials: the cuts must follow the frames.
+    from avsync.api import DetectOptions, estimate, load_model
+    from avsync.eval.slide import crop_extraction, shift_extraction
+    from avsync.extract import extract
+
+    est = load_model()
+    ext = extract(clip_path(HAMILTON), keep_crops=True)
+    assert ext.cuts
+    for k in (7, -7):
+        s = shift_extraction(ext, k)
+        lo = max(k, 0)
+        assert s.cuts == [c - lo for c in ext.cuts if lo < c < lo + s.n_frames]
+        r = estimate(s, est, DetectOptions())
+        assert len(r.shots) == len(s.cuts) + 1
+    c = crop_extraction(ext, 10, 100)
+    assert c.cuts == [x - 10 for x in ext.cuts if 10 < x < 100]
+    assert len(estimate(c, est, DetectOptions()).shots) == len(c.cuts) + 1

@@ -18,7 +18,9 @@ from avsync.extract import Extraction
 
 
 def _video(ext: Extraction, start: int, stop: int, times: np.ndarray) -> dict:
-    return {"times": times, "tracks": [t.sliced(start, stop) for t in ext.tracks]}
+    """Frames [start, stop) of ``ext`` (renumbered from 0) at ``times``: tracks and the cuts among them."""
+    return {"times": times, "tracks": [t.sliced(start, stop) for t in ext.tracks],
+            "cuts": [c - start for c in ext.cuts if start < c < stop]}
 
 
 def _grid_slice(t0: float, rate: float, n: int, t_from: float, t_to: float) -> tuple[int, int]:
@@ -54,11 +56,11 @@ def shift_extraction(ext: Extraction, k: int) -> Extraction:
     if k >= 0:
         # Trial frame i shows original frame i+k, at original frame i's time.
         video = _video(ext, k, n, ext.times[: n - k])
-        shifted = replace(ext, tracks=video["tracks"], times=video["times"])
+        shifted = replace(ext, **video)
         audio = _audio_window(ext, ext.audio_t0, a_end - d)
         return replace(shifted, **audio)
     video = _video(ext, 0, n + k, ext.times[: n + k])
-    shifted = replace(ext, tracks=video["tracks"], times=video["times"])
+    shifted = replace(ext, **video)
     # Audio advances by d: content at original time t + d plays at t.
     audio = _audio_window(ext, ext.audio_t0 + d, a_end)
     audio["audio_t0"] -= d
@@ -72,4 +74,4 @@ def crop_extraction(ext: Extraction, start: int, stop: int) -> Extraction:
     video = _video(ext, start, stop, times)
     dt = 1.0 / ext.fps
     audio = _audio_window(ext, float(times[0]) - 0.5 * dt, float(times[-1]) + 0.5 * dt)
-    return replace(ext, tracks=video["tracks"], times=times, **audio)
+    return replace(ext, **video, **audio)
