@@ -200,8 +200,13 @@ def detect(
     if extraction is None:
         from avsync.extract import extract, mesh_every_for
 
+        embedder = None
+        if getattr(estimator, "input_key", None) == "crops" and hasattr(estimator, "embedding_key"):
+            from avsync.models.stream import CropEmbedder  # crops embedded as they are cut, never all held
+
+            embedder = CropEmbedder(estimator)
         extraction = extract(path, max_faces=opts.max_faces, keep_crops=crops, progress=progress,
-                             mesh_every=mesh_every_for(estimator))
+                             mesh_every=mesh_every_for(estimator), embedder=embedder)
     ext = extraction
     return estimate(ext, estimator, opts)
 

@@ -28,11 +28,14 @@ from avsync.util import merge_spans
 
 if TYPE_CHECKING:
     from avsync.face.tracker import FaceTrack, FaceTracker
+    from avsync.models.stream import CropEmbedder
 
 ProgressHook = Callable[[float], None]
 
 #: A step between analysed frames longer than this many typical steps is a hole in the video.
 GAP_FRAMES = 2.5
+#: Analysed frames between calls of a ``CropEmbedder`` (it embeds whole chunks only).
+EMBED_EVERY = 32
 
 
 @dataclass
@@ -59,6 +62,9 @@ class Extraction:
     #: Spans (start_s, end_s, on the clock of ``times``) where packets failed to decode and were
     #: skipped (local damage, concealed as players do); merged and sorted.
     damaged: list = field(default_factory=list)
+    #: The model whose visual encoder embedded the tracks' mouth crops while decoding
+    #: (``models.stream.CropEmbedder``; its ``embedding_key``), None if the tracks hold crops or none.
+    embedded_by: str | None = None
 
     @property
     def mel80_origin(self) -> float:
@@ -137,11 +143,16 @@ def extract(
     keep_crops: bool = False,
     progress: ProgressHook | None = None,
     mesh_every: int = 1,
+    embedder: CropEmbedder | None = None,
 ) -> Extraction:
     """Decode ``path`` once: face tracks per analysed frame, and audio features.
 
     ``mesh_every`` > 1 runs the face mesh on every so many frames of a tracked face and
     interpolates the landmarks between (``FaceTracker``); see ``mesh_every_for``.
+    ``embedder`` (``models.stream.CropEmbedder``) embeds the mouth crops as they are cut and
+    drops them, so memory does not grow with a crop per frame; the tracks then hold
+    ``embedding`` instead of ``crops`` (what ``avsync detect`` does; ``avsync eval`` and
+    training keep the crops, which they slice and augment).
     """
     info = probe(path)
     if info.cover_art_only:
@@ -185,6 +196,8 @@ def extract(
             held.append(pic)
             if len(held) > ShotDetector.LOOKAHEAD:
                 _track(tracker, held, cuts)
+            if embedder is not None and len(times) % EMBED_EVERY == 0:
+                embedder.feed(tracker.all_tracks)
             if progress is not None and total > 0 and len(times) % 25 == 0:
                 progress(min(1.0, (t - info.video_start_s) / total))
         cuts.update(shots.cut_frames())
@@ -194,6 +207,8 @@ def extract(
         stop.set()
         tracker.close()
         vt.join(timeout=5)
+    if embedder is not None:
+        embedder.finish(tracker.all_tracks, len(times))
     at.join()
     if "error" in audio:
         err = audio["error"]
@@ -210,6 +225,7 @@ def extract(
         audio_duration_s=float(audio["duration"]),
         cuts=sorted(cuts),
         damaged=merge_spans(video_damage + audio.get("damaged", [])),
+        embedded_by=embedder.key if embedder is not None else None,
     )
     _check_complete(ext)
     return ext

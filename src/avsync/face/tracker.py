@@ -104,6 +104,9 @@ class FaceTrack:
     centres: list = field(default_factory=list)
     #: The shot the track lives in (a track never crosses a cut).
     shot: int = 0
+    #: Per analysed frame (from ``first_frame``): the visual encoder's (D,) embedding, float32, when the
+    #: crops were embedded while the file was decoded (``models.stream.CropEmbedder``; ``crops`` is then empty).
+    embedding: np.ndarray | None = None
 
     def landmarks(self, n_frames: int) -> np.ndarray:
         """(n_frames, K, 3) key landmarks over the whole analysed timeline."""
@@ -151,6 +154,7 @@ class FaceTrack:
             sizes=self.sizes[a:b],
             centres=self.centres[a:b],
             shot=self.shot,
+            embedding=self.embedding[a:b] if self.embedding is not None else None,
         )
 
 
@@ -658,6 +662,11 @@ class FaceTracker:
     @property
     def n_frames(self) -> int:
         return self._frame
+
+    @property
+    def all_tracks(self) -> list[FaceTrack]:
+        """Every track begun so far, live or ended, including any with no found frame yet (no copy)."""
+        return self._tracks
 
     @property
     def tracks(self) -> list[FaceTrack]:

@@ -18,6 +18,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from avsync.audio.features import E2E_MEL
+from avsync.errors import ModelError
 from avsync.models.inputs import AUDIO_STEPS, audio_grid, frame_positions, mel_stats, normalise_mel, track_arrays
 from avsync.sync.confidence import Calibration
 
@@ -25,8 +26,16 @@ from avsync.sync.confidence import Calibration
 VISUAL_INPUT = {"conv3d": "crops", "vtp": "crops", "landmark": "lips", "flow": "flow"}
 #: Audio steps of context given to the audio encoder on each side of what is scored.
 AUDIO_CONTEXT = 16
-#: Frames per encoder call on long files (bounded memory).
+#: Frames per audio-encoder call and per scoring block on long files (bounded memory).
 CHUNK_FRAMES = 512
+#: Frames per visual-encoder call. The crop models' first layer (a 5x5x5 convolution over 48x96 crops)
+#: makes onnxruntime hold a work buffer of about 1.2 MB a frame: 512 frames a call made it the process's
+#: peak (660 of 890 MB on a 5-min input, memray). 64 frames a call hold about 75 MB and take the same time
+#: (2,048 frames: 512, 128, 64 and 32 a call all within the run-to-run noise of 15%).
+VISUAL_CHUNK_FRAMES = 64
+#: Frames each visual encoder reads either side of a frame (its 5-frame temporal kernel; every later
+#: layer is per frame), so chunks that overlap by this much give the embeddings of one call.
+VISUAL_CONTEXT = 2
 #: Block length (s) over which file curves are averaged, as the model-free method.
 BLOCK_S = 8.0
 
@@ -67,10 +76,26 @@ class EstimatorBase:
         """Scores of the families other than two-stream (torch only)."""
         raise NotImplementedError(f"{type(self).__name__} does not run the {self.family} family")
 
+    @property
+    def embedding_key(self) -> str:
+        """Which encoder made a track's streamed embeddings (``models.stream``): the model and its weights."""
+        return f"{self.name}:{getattr(self, 'sha256', '') or id(self)}"
+
     # ------------------------------------------------------------------ prepare
     def prepare(self, ext, track_index: int) -> dict:
-        arr = track_arrays(ext, track_index, with_crops=self.needs_crops, with_flow=self.input_key == "flow")
+        tr = ext.tracks[track_index]
+        streamed = tr.embedding is not None
+        if streamed and (self.input_key != "crops" or getattr(ext, "embedded_by", None) != self.embedding_key):
+            raise ModelError(f"this extraction holds the mouth-crop embeddings of {ext.embedded_by!r}, not the crops "
+                             f"{self.name!r} needs: extract the file again for it")
+        arr = track_arrays(ext, track_index, with_crops=self.needs_crops and not streamed,
+                           with_flow=self.input_key == "flow")
         arr.update(times=ext.times, fps=ext.fps, audio_t0=ext.audio_t0, mel40=ext.mel40)
+        if streamed:
+            v = np.zeros((ext.n_frames, tr.embedding.shape[1]), np.float32)
+            stop = min(ext.n_frames, tr.first_frame + len(tr.embedding))
+            v[tr.first_frame : stop] = tr.embedding[: stop - tr.first_frame]
+            arr["v"] = v
         return self.prepare_arrays(arr)
 
     def prepare_arrays(self, arr: dict) -> dict:
@@ -86,6 +111,9 @@ class EstimatorBase:
             "mel40": np.asarray(arr["mel40"], np.float32), "audio_t0": float(arr["audio_t0"]),
             "stats": mel_stats(arr["mel40"]), "audio_cache": {},
         }
+        if "v" in arr:  # embedded while the file was decoded (``models.stream``)
+            prep["v"] = np.asarray(arr["v"], np.float32)
+            return prep
         x = arr[self.input_key]
         if self.family == "regression":
             prep["flow"] = np.asarray(x, np.float32)
@@ -97,12 +125,12 @@ class EstimatorBase:
         seen = np.flatnonzero(prep["found"])
         first, last = (int(seen[0]), int(seen[-1]) + 1) if seen.size else (0, 0)
         v = None
-        for a in range(first, last, CHUNK_FRAMES):  # 2-frame overlap keeps the 5-frame stem exact
-            lo, hi = max(0, a - 2), min(len(times), a + CHUNK_FRAMES + 2)
+        for a in range(first, last, VISUAL_CHUNK_FRAMES):  # the overlap keeps the 5-frame kernel exact
+            lo, hi = max(0, a - VISUAL_CONTEXT), min(len(times), a + VISUAL_CHUNK_FRAMES + VISUAL_CONTEXT)
             e = self._embed_visual(np.ascontiguousarray(x[lo:hi])[None])[0]
             if v is None:
                 v = np.zeros((len(times), e.shape[-1]), np.float32)
-            n = min(CHUNK_FRAMES, last - a)
+            n = min(VISUAL_CHUNK_FRAMES, last - a)
             v[a : a + n] = e[a - lo : a - lo + n]
         prep["v"] = v if v is not None else np.zeros((len(times), 1), np.float32)
         return prep

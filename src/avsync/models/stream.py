@@ -1,0 +1,90 @@
+"""Mouth-crop embeddings computed while a file is decoded, so a long file's crops are never all held.
+
+A crop model's visual encoder turns each frame's 48x96 mouth crop into a
+D-dimensional embedding (D = 128 for the shipped models: 512 bytes against the
+crop's 4,608). Every visual encoder here reads ``VISUAL_CONTEXT`` frames either
+side of a frame and nothing further (a 5-frame temporal kernel, then per-frame
+layers), so a frame's embedding depends only on its own 5-frame neighbourhood:
+crops where the face was lost, and frames before or after the track, are zero
+crops; before the file's first frame and after its last, the encoder's own
+padding. Embedding a track chunk by chunk, with that much overlap, therefore
+gives the embeddings ``EstimatorBase.prepare`` would compute from all the
+crops at once; only the float rounding of the encoder's sums may differ
+(``tests/test_stream.py`` checks they agree).
+
+``extract`` feeds a ``CropEmbedder`` as tracks grow; each chunk's crops are
+dropped once embedded. At the end every track holds ``embedding`` (per frame
+from its ``first_frame``) and no crops, and the extraction records which model
+made them (``Extraction.embedded_by``), so another model cannot use them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from avsync.constants import MOUTH_CROP_HW
+from avsync.models.scoring import VISUAL_CHUNK_FRAMES, VISUAL_CONTEXT
+
+
+class _State:
+    __slots__ = ("base", "done", "parts")
+
+    def __init__(self):
+        self.base = 0  # frames of the track (from first_frame) whose crops were dropped from ``track.crops``
+        self.done = 0  # frames of the track already embedded
+        self.parts: list[np.ndarray] = []
+
+
+class CropEmbedder:
+    """Embeds face tracks' mouth crops chunk by chunk as ``extract`` decodes the file.
+
+    ``estimator`` is a crop model (``EstimatorBase`` with ``input_key == "crops"``).
+    """
+
+    def __init__(self, estimator, chunk: int = VISUAL_CHUNK_FRAMES):
+        if getattr(estimator, "input_key", None) != "crops":
+            raise ValueError("only a model that reads mouth crops can embed them while decoding")
+        self.estimator = estimator
+        self.key = estimator.embedding_key
+        self.chunk = int(chunk)
+        self._state: dict[int, _State] = {}
+
+    def feed(self, tracks) -> None:
+        """Embed every chunk whose frames (and context) are all known; drop the crops no longer needed."""
+        for tr in tracks:
+            st = self._state.setdefault(id(tr), _State())
+            while st.done + self.chunk + VISUAL_CONTEXT <= st.base + len(tr.crops):
+                self._embed(tr, st, self.chunk, None)
+
+    def finish(self, tracks, n_frames: int) -> None:
+        """Embed what is left of every track (the file has ``n_frames`` analysed frames) and set
+        ``track.embedding``; the tracks' crops are released."""
+        for tr in tracks:
+            st = self._state.pop(id(tr), None) or _State()
+            total = len(tr.key)
+            while st.done < total:
+                self._embed(tr, st, min(self.chunk, total - st.done), n_frames)
+            dim = st.parts[0].shape[1] if st.parts else 1
+            tr.embedding = np.concatenate(st.parts) if st.parts else np.zeros((0, dim), np.float32)
+            tr.crops = []
+
+    def _embed(self, tr, st: _State, n: int, n_frames: int | None) -> None:
+        """Embed the track's frames [done, done + n), reading ``VISUAL_CONTEXT`` frames either side."""
+        first = tr.first_frame
+        lo = max(st.done - VISUAL_CONTEXT, -first)  # (relative to first_frame) not before the file's frame 0
+        hi = st.done + n + VISUAL_CONTEXT
+        if n_frames is not None:
+            hi = min(hi, n_frames - first)  # nor after its last frame
+        x = np.zeros((hi - lo,) + MOUTH_CROP_HW, np.uint8)  # zero crops where the face is lost or absent
+        known = st.base + len(tr.crops)
+        for r in range(max(lo, st.base), min(hi, known)):
+            c = tr.crops[r - st.base]
+            if c is not None:
+                x[r - lo] = c
+        with self.estimator._threads():
+            e = self.estimator._embed_visual(x[None])[0]
+        st.parts.append(np.asarray(e[st.done - lo : st.done - lo + n], np.float32))
+        st.done += n
+        drop = max(0, min(st.done - VISUAL_CONTEXT, known) - st.base)  # keep the context the next chunk reads
+        if drop:
+            del tr.crops[:drop]
+            st.base += drop
