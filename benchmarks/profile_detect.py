@@ -61,6 +61,7 @@ def import_costs() -> list[tuple[str, float]]:
         "avsync.face.tracker (cv2) + `import_mediapipe()` (drawing utils left unloaded)":
             "from avsync.face.tracker import import_mediapipe; import_mediapipe()",
         "onnxruntime": "import onnxruntime",
+        "ai_edge_litert (the landmark network's runtime)": "from ai_edge_litert.interpreter import Interpreter",
         "torch": "import torch",
     }
     out = []
@@ -106,16 +107,24 @@ def stage_costs(clip: Path, n: int = 200) -> list[tuple[str, float, str]]:
         tr.update(Picture.of(f))
     tr.flush()
     act = tr._active[0]
-    box, key = act.box, act.last[1]
-    mesh = act.meshes[0]
-    sc = 256 / (1.8 * box[2])  # the mesh crop of FaceTracker._mesh
-    m = np.array([[sc, 0.0, 128 - sc * box[0]], [0.0, sc, 128 - sc * box[1]]])
-    per_frame("face-region RGB + mesh crop (`Picture.warp`, from YUV)",
-              lambda: [Picture.of(f).warp(m, (256, 256), cv2.INTER_LINEAR, cv2.BORDER_CONSTANT) for f in frames], n)
-    per_frame("whole-frame RGB + mesh crop (before: `frame_to_rgb` then `warpAffine`)",
-              lambda: [cv2.warpAffine(frame_to_rgb(f), m, (256, 256), flags=cv2.INTER_LINEAR) for f in frames], n)
-    per_frame("face mesh on one face (MediaPipe, crop given)",
-              lambda: [FaceTracker._mesh(mesh, box, Picture.of(r)) for r in rgbs], n)
+    box, key, angle = act.box, act.last[1], act.angle
+    from avsync.face.landmark_model import ROI_SCALE, roi_matrix
+
+    m = roi_matrix(box[0], box[1], ROI_SCALE * box[2], angle)  # the region of FaceTracker._mesh
+    per_frame("face-region RGB + landmark region (`Picture.warp`, from YUV)",
+              lambda: [Picture.of(f).warp(m, (192, 192), cv2.INTER_LINEAR, cv2.BORDER_CONSTANT) for f in frames], n)
+    per_frame("whole-frame RGB + landmark region (`frame_to_rgb` then `warpAffine`)",
+              lambda: [cv2.warpAffine(frame_to_rgb(f), m, (192, 192), flags=cv2.INTER_LINEAR) for f in frames], n)
+    per_frame("face landmarks on one face (the network on LiteRT, region given)",
+              lambda: [tr._mesh(box, angle, False, Picture.of(r)) for r in rgbs], n)
+    sc = 256 / (1.8 * box[2])  # before: MediaPipe's FaceMesh graph on a 256-pixel crop around the face
+    m256 = np.array([[sc, 0.0, 128 - sc * box[0]], [0.0, sc, 128 - sc * box[1]]])
+    crops256 = [cv2.warpAffine(r, m256, (256, 256), flags=cv2.INTER_LINEAR) for r in rgbs]
+    from avsync.face.tracker import import_mediapipe
+
+    with import_mediapipe().solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1) as fm:
+        per_frame("face mesh on one face (before: MediaPipe's FaceMesh graph, 256-pixel crop given)",
+                  lambda: [fm.process(c) for c in crops256], n)
     per_frame("mouth crop + grey", lambda: [cv2.cvtColor(mouth_crop(r, key), cv2.COLOR_RGB2GRAY) for r in rgbs], n)
     k = 40
     per_frame("face detector, one call (runs every 25 frames while tracking)",
@@ -129,6 +138,12 @@ def stage_costs(clip: Path, n: int = 200) -> list[tuple[str, float, str]]:
         est._embed_visual(crops)
         per_frame(f"visual encoder of `{est.name}` ({type(est).__name__})", lambda: est._embed_visual(crops), 512,
                   "512-frame chunk")
+        from avsync.models.scoring import VISUAL_CHUNK_FRAMES
+
+        c = VISUAL_CHUNK_FRAMES
+        per_frame(f"visual encoder of `{est.name}` ({type(est).__name__})",
+                  lambda: [est._embed_visual(crops[:, a : a + c + 4]) for a in range(0, 512, c)], 512,
+                  f"{c}-frame chunks (+4 frames of context), as `detect` runs it")
         os.environ["AVSYNC_RUNTIME"] = "torch"
         est_t = avsync.load_model(est.name)
         est_t._embed_visual(crops)

@@ -69,7 +69,8 @@ SPEED_CLIPS = (
 STEADY_SOURCE = SPEED_CLIPS[0]
 
 # Targets (stated on the page, checked against the measurements).
-TARGET_RSS_BYTES = 1.5e9
+TARGET_RSS_BYTES = 1.5e9  # issue 9, for a 1-hour input
+TARGET_RSS_BYTES_SPEED = 1.0e9  # issue 11, for a 1-hour input
 TARGET_RTF = 10.0
 GOAL_RTF = 20.0
 # Targets of the "Any face" issue, section 1 (default model, dev MKV trial files; failures count as wrong).
@@ -87,7 +88,8 @@ WILD_GROUP = "in-the-wild"
 
 # Long concatenated inputs.
 LONG_W, LONG_H, LONG_FPS, LONG_SR = 640, 360, 25, 44100
-LONG_MIN_S, LONG_MIN_S_QUICK = 30 * 60, 120
+#: The long input lasts an hour: issue 9 asks for a 1-hour input with a progress bar in <= 1.5 GB, issue 11 <= 1.0 GB.
+LONG_MIN_S, LONG_MIN_S_QUICK = 60 * 60, 120
 STEADY_MIN_S, STEADY_MIN_S_QUICK = 180, 30
 
 
@@ -273,12 +275,15 @@ def rss_method() -> str:
             "a small Python launcher that reads the child's own `ru_maxrss` with `os.wait4`")
 
 
-def run_measured(cmd: list[str]) -> Run:
+def run_measured(cmd: list[str], terminal: bool = False) -> Run:
     """Run ``cmd``: wall time around the whole subprocess, and its own peak RSS.
 
     The peak RSS is read by GNU time (or a tiny launcher), not by this process:
     on Linux a child's ``ru_maxrss`` starts at the RSS of the process that
     forked it, and this one is large (MediaPipe is loaded for section 1).
+    ``terminal``: the command's stderr is a pseudo-terminal (100 columns), as
+    a user's is, so ``avsync detect`` draws its progress bar; what it drew is
+    in ``Run.stderr``.
     """
     with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe, \
             tempfile.NamedTemporaryFile("r", suffix=".rss") as fr:
@@ -286,13 +291,44 @@ def run_measured(cmd: list[str]) -> Run:
             full = [_TIME, "-v", "-o", fr.name, *cmd]
         else:
             full = [sys.executable, "-I", "-S", "-c", _RSS_WRAPPER, fr.name, *cmd]
+        drawn = bytearray()
         t0 = time.perf_counter()
-        p = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe)
+        if terminal:
+            import fcntl
+            import pty
+            import struct
+            import termios
+            import threading
+
+            master, slave = pty.openpty()
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+
+            def drain():
+                while True:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:  # EIO: the child closed the terminal
+                        return
+                    if not chunk:
+                        return
+                    drawn.extend(chunk)
+
+            reader = threading.Thread(target=drain, daemon=True)
+            reader.start()
+            env = {**os.environ, "TERM": os.environ.get("TERM") or "xterm-256color"}
+            try:
+                p = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=fo, stderr=slave, env=env)
+            finally:
+                os.close(slave)
+                reader.join(timeout=10)
+                os.close(master)
+        else:
+            p = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe)
         wall = time.perf_counter() - t0
         fo.seek(0)
         fe.seek(0)
         out = fo.read().decode(errors="replace")
-        err = fe.read().decode(errors="replace")
+        err = drawn.decode(errors="replace") if terminal else fe.read().decode(errors="replace")
         text = Path(fr.name).read_text()
     kib = 0
     if _TIME:
@@ -1074,15 +1110,12 @@ def rss_section(clips: list[Clip], data: Path, workdir: Path, m: dict, cmdline: 
                  min_seconds=min_s, preset="ultrafast")
     build_s = time.perf_counter() - t_build
     dur = media_duration(dst)
-    log(f"rss: avsync detect on {dur / 60:.1f} min")
-    a = run_measured(avsync_cmd(dst))
+    log(f"rss: avsync detect on {dur / 60:.1f} min, its stderr a terminal (progress bar)")
+    cmd = avsync_cmd(dst)[:-1]  # the words a user reads (--json turns the bar off)
+    a = run_measured(cmd, terminal=True)
     log(f"  avsync: {a.wall_s:.1f} s, rc {a.rc}, peak RSS {a.maxrss_bytes / 1e6:.0f} MB")
-    answer = None
-    if a.rc == 0:
-        try:
-            answer = json.loads(a.stdout)
-        except json.JSONDecodeError:
-            pass
+    answer = next((x.strip() for x in a.stdout.splitlines() if x.strip()), None) if a.rc == 0 else None
+    shown_pct = sorted({int(x) for x in re.findall(r"(\d+)%", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", a.stderr))})
     f = run_measured(ffmpeg_cmd(dst))
     log(f"  ffmpeg: {f.wall_s:.1f} s, rc {f.rc}")
     seconds = time.perf_counter() - t_section
@@ -1090,9 +1123,10 @@ def rss_section(clips: list[Clip], data: Path, workdir: Path, m: dict, cmdline: 
     rss = a.maxrss_bytes
 
     L = ["## 3. Peak memory on a long input\n"]
-    L.append(f"- **Command:** `{cmdline}` (section 3), which runs `python -m avsync detect FILE --json` once as a "
-             "subprocess and reads that process's own peak RSS with " + rss_method() + ", with the wall time "
-             "around it; and `ffmpeg -i FILE -f null -` once.")
+    L.append(f"- **Command:** `{cmdline}` (section 3), which runs `python -m avsync detect FILE` once as a "
+             "subprocess, its stderr a pseudo-terminal as a user's is (so it draws its progress bar), and reads "
+             "that process's own peak RSS with " + rss_method() + ", with the wall time around it; and "
+             "`ffmpeg -i FILE -f null -` once.")
     L.append(f"- **Date:** {m['date']}. **Machine:** {machine_line(m)}, {fmt(m['mem_gb'], '.0f')} GB RAM.")
     L.append(f"- **Data split:** `dev`: all {len(sources)} dev clips (GRID other speakers and in-the-wild), "
              f"re-encoded one after another, cycling, until ≥ {min_s / 60:g} min: scaled to fit and padded to "
@@ -1102,8 +1136,8 @@ def rss_section(clips: list[Clip], data: Path, workdir: Path, m: dict, cmdline: 
              + ("input already cached" if cached else f"of which {build_s:.0f} s building the input") + ").\n")
     status = f"exit {a.rc}"
     if answer:
-        status += f"; answer {answer.get('offset_ms')} ms, confidence {answer.get('confidence')}"
-    elif a.rc != 0:
+        status += f"; it said: “{answer}”"
+    if a.rc != 0:
         status = f"**failed** after {a.wall_s:.0f} s, exit {a.rc}: " + _error_summary(a.stderr)
     L.append("| input | duration | avsync wall (s) | realtime factor | peak RSS | ffmpeg -f null (s) | avsync / ffmpeg | result |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---|")
@@ -1112,18 +1146,25 @@ def rss_section(clips: list[Clip], data: Path, workdir: Path, m: dict, cmdline: 
              f"({rss / 2**20:.0f} MiB) | {f.wall_s:.1f} | {f'{a.wall_s / f.wall_s:.1f}x' if a.rc == 0 else 'n/a'} | "
              f"{status} |")
     L.append("")
+    L.append(f"- **Progress bar:** " + (f"drawn on the terminal, {len(shown_pct)} different percentages shown "
+             f"({shown_pct[0]}% to {shown_pct[-1]}%)." if shown_pct else "**not seen** on the terminal.") + "\n")
     summary_rows = [
-        (f"Peak RSS, {dur / 60:.0f}-min 640x360 input", f"≤ {TARGET_RSS_BYTES / 1e9:g} GB",
+        (f"Peak RSS, {dur / 60:.0f}-min 640x360 input (issue 9)", f"≤ {TARGET_RSS_BYTES / 1e9:g} GB",
          f"{rss / 1e9:.2f} GB" + ("" if a.rc == 0 else f" when it failed after {a.wall_s:.0f} s"),
          _verdict(rss <= TARGET_RSS_BYTES and a.rc == 0,
                   f"{(rss - TARGET_RSS_BYTES) / 1e9:+.2f} GB over" if rss > TARGET_RSS_BYTES
+                  else f"avsync failed, exit {a.rc}")),
+        (f"Peak RSS, {dur / 60:.0f}-min 640x360 input (issue 11)", f"≤ {TARGET_RSS_BYTES_SPEED / 1e9:g} GB",
+         f"{rss / 1e9:.2f} GB",
+         _verdict(rss <= TARGET_RSS_BYTES_SPEED and a.rc == 0,
+                  f"{(rss - TARGET_RSS_BYTES_SPEED) / 1e9:+.2f} GB over" if rss > TARGET_RSS_BYTES_SPEED
                   else f"avsync failed, exit {a.rc}")),
         (f"Realtime factor, {dur / 60:.0f}-min 640x360 input", f"≥ {TARGET_RTF:g}x (goal {GOAL_RTF:g}x)",
          f"{rtf:.1f}x" if a.rc == 0 else "n/a",
          _rtf_verdict(rtf) if a.rc == 0 else f"**not met** (avsync failed, exit {a.rc})"),
     ]
     raw = dict(seconds=seconds, build_s=build_s, duration_s=dur, wall_s=a.wall_s, rc=a.rc, maxrss_bytes=rss,
-               ffmpeg_s=f.wall_s, answer=answer, stderr_tail=a.stderr[-2000:])
+               ffmpeg_s=f.wall_s, answer=answer, progress_percentages=shown_pct, stderr_tail=a.stderr[-2000:])
     return dict(markdown="\n".join(L), summary=summary_rows, raw=raw)
 
 

@@ -14,7 +14,7 @@ import pytest
 from avsync.errors import InputNotFoundError
 
 #: What ``import avsync`` and the CLI's early exits must not load.
-HEAVY = ("torch", "mediapipe", "cv2", "matplotlib", "onnxruntime", "sounddevice")
+HEAVY = ("torch", "mediapipe", "cv2", "matplotlib", "onnxruntime", "sounddevice", "ai_edge_litert")
 
 _PROBE = """
 import json, sys

@@ -67,9 +67,13 @@ def test_chunked_embeddings_equal_one_call(chunk):
                 tr.key.append(np.zeros((1, 3), np.float32))
                 tr.crops.append(crops[i])
         if f % 5 == 0:
-            emb.feed([t for t, _ in tracks])
+            live = [t for t, c in tracks if f + 1 < t.first_frame + len(c)]  # tracks that will still grow
+            emb.feed([t for t, _ in tracks], f + 1, live)
             held = max(len(t.crops) for t, _ in tracks)
             assert held <= chunk + 2 * 2 + 5, "crops already embedded must be dropped"
+            for t, c in tracks:  # an ended track is embedded and released once the file is 2 frames past it
+                if f + 1 >= t.first_frame + len(c) + 2:
+                    assert t.crops == [] and t.embedding is not None
     emb.finish([t for t, _ in tracks], n)
     for (tr, crops), w in zip(tracks, want):
         assert tr.crops == []

@@ -47,9 +47,6 @@ MAX_ANALYSIS_FPS = 31.0
 #: Long side (pixels) of the frame given to the face detector.
 DETECT_LONG_SIDE = 640
 
-#: Side (pixels) of the square face crop given to the face-mesh model.
-MESH_CROP_SIDE = 256
-
 #: Aligned mouth crops for the learned models (height, width), as in VocaLiST.
 MOUTH_CROP_HW = (48, 96)
 

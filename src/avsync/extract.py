@@ -197,7 +197,7 @@ def extract(
             if len(held) > ShotDetector.LOOKAHEAD:
                 _track(tracker, held, cuts)
             if embedder is not None and len(times) % EMBED_EVERY == 0:
-                embedder.feed(tracker.all_tracks)
+                embedder.feed(tracker.all_tracks, tracker.n_frames, tracker.live_tracks)
             if progress is not None and total > 0 and len(times) % 25 == 0:
                 progress(min(1.0, (t - info.video_start_s) / total))
         cuts.update(shots.cut_frames())

@@ -4,8 +4,10 @@ Two MediaPipe models, both shipped inside the ``mediapipe`` wheel:
 
 * the full-range BlazeFace detector, run on a downscaled frame at the start,
   whenever a face is lost, and once a second to notice new faces;
-* the face mesh (468 landmarks), run every frame on a square crop around each
-  tracked face, so small faces in wide shots are seen at a useful size.
+* the face-landmark network (468 points), run every frame on a region around
+  each tracked face placed from its last landmarks (``face.landmark_model``:
+  the network run directly, without MediaPipe's FaceMesh graph), so small
+  faces in wide shots are seen at a useful size.
 
 Each track keeps, per analysed frame, the ``KEY_INDICES`` landmarks in frame
 pixels, or NaN where the face was not found; nothing is invented for frames
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from avsync.constants import DETECT_LONG_SIDE, MESH_CROP_SIDE, MOUTH_CROP_HW
+from avsync.constants import DETECT_LONG_SIDE, MOUTH_CROP_HW
+from avsync.face.landmark_model import DETECTOR_ROI_SCALE, MIN_PRESENCE, ROI_SCALE, LandmarkModel, eye_angle
 from avsync.face.landmarks import KEY_INDICES, LEFT_EYE_OUTER, N_LIP, RIGHT_EYE_OUTER
 from avsync.native_logs import Silencer
 
@@ -159,16 +162,13 @@ class FaceTrack:
 
 
 class _Active:
-    """Tracking state of a live track (not stored in the result).
+    """Tracking state of a live track (not stored in the result)."""
 
-    Each track has two face-mesh graphs that take alternate frames, so two
-    frames can be in the models at once, one per core.
-    """
-
-    def __init__(self, track: FaceTrack, box: tuple[float, float, float], meshes: list):
+    def __init__(self, track: FaceTrack, box: tuple[float, float, float]):
         self.track = track
         self.box = box  # centre x, centre y, side (pixels)
-        self.meshes = meshes
+        self.angle = 0.0  # the face's roll (radians, eyes' line) at the last mesh
+        self.from_detector = True  # ``box`` is a detector's (a first look), not the last mesh's
         self.misses = 0
         self.pending: np.ndarray | None = None  # landmarks already found on this frame
         self.submitted = -1  # last frame given to the mesh
@@ -410,8 +410,7 @@ class FaceTracker:
         self._frame = 0
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="avsync-mesh") if workers > 1 else None
         self._inflight: tuple[int, np.ndarray, list] | None = None
-        self._retired: list[_Active] = []
-        self._free: list[list] = []  # mesh-graph pairs of finished tracks, for reuse
+        self._landmarks = LandmarkModel()
         self._shot = 0
         self._search_now = False  # the next frame starts a shot: look for faces at once
 
@@ -476,50 +475,29 @@ class FaceTracker:
         boxes.sort(key=lambda b: -b[2])
         return boxes
 
-    def _take_meshes(self) -> list:
-        """A pair of face-mesh graphs: a released pair if there is one, else new ones.
+    # -- mesh on a region -------------------------------------------------------
+    def _mesh(self, box: tuple[float, float, float], angle: float, from_detector: bool,
+              pic: Picture) -> np.ndarray | None:
+        """The ``_READ`` mesh points (frame pixels) of the face in ``box`` at roll ``angle``, None if lost there.
 
-        Graphs are reused rather than closed and re-made: in a long file with
-        many cuts, faces come and go thousands of times, and making graphs
-        that often costs time and memory. A reused graph's memory of the last
-        face is harmless: its crop is re-centred on the new face, and it falls
-        back to its own detector when the old region holds no face.
+        A detector's box gets a wider first look, and the landmarks found there place the final region.
         """
-        if self._free:
-            return self._free.pop()
-        return [
-            self._mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=False, max_num_faces=1, refine_landmarks=False,
-                min_detection_confidence=0.5, min_tracking_confidence=0.5,
-            )
-            for _ in range(2)
-        ]
+        def warp(m, size):
+            return pic.warp(m, size, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
 
-    # -- mesh on a crop ---------------------------------------------------------
-    @staticmethod
-    def _mesh(mesh, box: tuple[float, float, float], pic: Picture) -> np.ndarray | None:
         cx, cy, side = box
-        crop_side = 1.8 * side
-        s = MESH_CROP_SIDE / crop_side
-        m = np.array([[s, 0.0, MESH_CROP_SIDE / 2 - s * cx], [0.0, s, MESH_CROP_SIDE / 2 - s * cy]])
-        crop = pic.warp(m, (MESH_CROP_SIDE, MESH_CROP_SIDE), cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
-        res = mesh.process(crop)
-        if not res.multi_face_landmarks:
-            return None
-        lm = res.multi_face_landmarks[0].landmark
-        pts = np.array([(lm[i].x, lm[i].y, lm[i].z) for i in _READ], dtype=np.float32)
-        # Crop-normalised -> frame pixels (z shares x's scale).
-        pts *= MESH_CROP_SIDE
-        pts[:, 0] = (pts[:, 0] - m[0, 2]) / s
-        pts[:, 1] = (pts[:, 1] - m[1, 2]) / s
-        pts[:, 2] /= s
-        return pts
+        if from_detector:
+            pts, presence = self._landmarks.run(warp, cx, cy, side * DETECTOR_ROI_SCALE, angle)
+            if presence < MIN_PRESENCE:
+                return None
+            (cx, cy, side), angle = _box(pts[_READ]), eye_angle(pts)
+        pts, presence = self._landmarks.run(warp, cx, cy, side * ROI_SCALE, angle)
+        return pts[_READ] if presence >= MIN_PRESENCE else None
 
     def _submit(self, act: _Active, fi: int, pic: Picture):
-        mesh = act.meshes[fi % 2]
         if self._pool is None:
-            return _Done(self._mesh(mesh, act.box, pic))
-        return self._pool.submit(self._mesh, mesh, act.box, pic)
+            return _Done(self._mesh(act.box, act.angle, act.from_detector, pic))
+        return self._pool.submit(self._mesh, act.box, act.angle, act.from_detector, pic)
 
     # -- per frame --------------------------------------------------------------
     def update(self, frame) -> None:
@@ -561,15 +539,14 @@ class FaceTracker:
             match = max(self._active, key=lambda a: _iou(a.box, box), default=None)
             if match is not None and _iou(match.box, box) > 0.2:
                 if match.misses:  # re-acquire a lost face where the detector sees it
-                    match.box = box
+                    match.box, match.angle, match.from_detector = box, 0.0, True
                 continue
             if len(self._active) >= self.max_faces:
                 continue
             # A detection becomes a track only once the mesh confirms a face there.
-            cand = _Active(FaceTrack(track_id=-1, first_frame=fi, shot=self._shot), box, self._take_meshes())
-            cand.pending = self._mesh(cand.meshes[fi % 2], box, pic)
+            cand = _Active(FaceTrack(track_id=-1, first_frame=fi, shot=self._shot), box)
+            cand.pending = self._mesh(box, 0.0, True, pic)
             if cand.pending is None:
-                self._free.append(cand.meshes)
                 continue
             cand.track.track_id = len(self._tracks)
             self._tracks.append(cand.track)
@@ -582,10 +559,6 @@ class FaceTracker:
         fi, pic, jobs = self._inflight
         self._inflight = None
         results = [(act, job.result()) for act, job in jobs]
-        # Tracks dropped at the last read-back had this frame in flight; now
-        # that it is back, their models can be released.
-        self._free.extend(act.meshes for act in self._retired)
-        self._retired = []
         for act, pts in results:
             if act not in self._active:  # dropped while this frame was in flight
                 continue
@@ -606,6 +579,9 @@ class FaceTracker:
             act.misses = 0
             act.box = _box(pts)
             key = pts[: len(_KEY)]
+            dx, dy = key[RIGHT_EYE_OUTER, :2] - key[LEFT_EYE_OUTER, :2]
+            act.angle = float(np.arctan2(dy, dx))
+            act.from_detector = False
             act.last = (fi, key, act.box[2], act.box[:2])
             self._append_found(tr, key, act.box[2], act.box[:2], pic)
         # Two live tracks on one face: keep the older one.
@@ -650,7 +626,6 @@ class FaceTracker:
 
     def _retire(self, act: _Active) -> None:
         self._active.remove(act)
-        self._retired.append(act)
 
     def _append_lost(self, tr: FaceTrack) -> None:
         tr.key.append(np.full((len(KEY_INDICES), 3), np.nan, np.float32))
@@ -669,6 +644,11 @@ class FaceTracker:
         return self._tracks
 
     @property
+    def live_tracks(self) -> list[FaceTrack]:
+        """The tracks that may still grow (being followed now); every other track has ended."""
+        return [a.track for a in self._active]
+
+    @property
     def tracks(self) -> list[FaceTrack]:
         """Tracks with at least one found frame (a track can be dropped as a
         duplicate before its first frame is read back)."""
@@ -681,10 +661,7 @@ class FaceTracker:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
-            for meshes in self._free + [a.meshes for a in self._active + self._retired]:
-                for m in meshes:
-                    m.close()
-            self._active, self._retired, self._free = [], [], []
+            self._active = []
             try:
                 self._detector.close()
                 self._near_detector.close()

@@ -47,25 +47,43 @@ class CropEmbedder:
         self.key = estimator.embedding_key
         self.chunk = int(chunk)
         self._state: dict[int, _State] = {}
+        self._finished: set[int] = set()  # tracks embedded to their end (ids; the tracker keeps the tracks alive)
 
-    def feed(self, tracks) -> None:
-        """Embed every chunk whose frames (and context) are all known; drop the crops no longer needed."""
+    def feed(self, tracks, frames: int | None = None, live=None) -> None:
+        """Embed every chunk whose frames (and context) are all known; drop the crops no longer needed.
+
+        With ``frames`` (the analysed frames decoded so far) and ``live`` (the tracks that may still
+        grow), a track that has ended is embedded to its end at once, and its last crops released,
+        as soon as the file has gone ``VISUAL_CONTEXT`` frames past it (a long file ends thousands of
+        tracks).
+        """
+        live_ids = None if live is None else {id(t) for t in live}
         for tr in tracks:
+            if id(tr) in self._finished:
+                continue
             st = self._state.setdefault(id(tr), _State())
             while st.done + self.chunk + VISUAL_CONTEXT <= st.base + len(tr.crops):
                 self._embed(tr, st, self.chunk, None)
+            if live_ids is not None and frames is not None and id(tr) not in live_ids \
+                    and frames >= tr.first_frame + len(tr.key) + VISUAL_CONTEXT:
+                self._close(tr, None)
 
     def finish(self, tracks, n_frames: int) -> None:
         """Embed what is left of every track (the file has ``n_frames`` analysed frames) and set
         ``track.embedding``; the tracks' crops are released."""
         for tr in tracks:
-            st = self._state.pop(id(tr), None) or _State()
-            total = len(tr.key)
-            while st.done < total:
-                self._embed(tr, st, min(self.chunk, total - st.done), n_frames)
-            dim = st.parts[0].shape[1] if st.parts else 1
-            tr.embedding = np.concatenate(st.parts) if st.parts else np.zeros((0, dim), np.float32)
-            tr.crops = []
+            if id(tr) not in self._finished:
+                self._close(tr, n_frames)
+
+    def _close(self, tr, n_frames: int | None) -> None:
+        st = self._state.pop(id(tr), None) or _State()
+        total = len(tr.key)
+        while st.done < total:
+            self._embed(tr, st, min(self.chunk, total - st.done), n_frames)
+        dim = st.parts[0].shape[1] if st.parts else 1
+        tr.embedding = np.concatenate(st.parts) if st.parts else np.zeros((0, dim), np.float32)
+        tr.crops = []
+        self._finished.add(id(tr))
 
     def _embed(self, tr, st: _State, n: int, n_frames: int | None) -> None:
         """Embed the track's frames [done, done + n), reading ``VISUAL_CONTEXT`` frames either side."""
