@@ -252,7 +252,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
 
     max_s = (opts.max_offset_ms / 1000.0) if opts.max_offset_ms else DEFAULT_MAX_OFFSET_FRAMES / fps
     lags = lag_grid(max_s, fps)
-    def rank(r):  # the active face is the one whose lips agree best with the voice
+    def rank(r):  # how well a face's lips agree with the voice over the whole file
         return r[2].confidence, np.nan_to_num(r[2].peak, nan=-np.inf)
 
     heard = frame_speech(ext.times, speech, ext.audio_t0, E2E_MEL.fps)
