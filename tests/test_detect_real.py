@@ -105,9 +105,11 @@ def test_two_faces_tracked_one_active(detect_cached):
     active = [f for f in r.faces if f.active]
     assert len(active) == 1
     a = active[0]
-    # The answer is the active face's reading.
-    assert a.offset_ms == pytest.approx(r.offset_ms, abs=0.11)
-    assert a.confidence == pytest.approx(r.confidence, abs=0.011)
+    # The active face is the one that speaks longest; the answer pools the curves of every face that speaks
+    # somewhere (segments.pool_curves), here both, and agrees with the active face's own reading.
+    assert a.speaking_s == max(f.speaking_s for f in r.faces) > 0
+    assert all(f.speaking_s > 0 for f in r.faces), r.faces
+    assert abs(a.offset_ms - r.offset_ms) <= 40.0, (a, r.offset_ms)
     assert len({f.track_id for f in r.faces}) == 2
     # Split screen: both faces are on screen for most of the clip.
     for f in r.faces:

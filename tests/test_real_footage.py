@@ -1,4 +1,5 @@
-"""Real footage: two faces and the speaking one, drift, stretches with no speech (real clips, rewritten)."""
+"""Real footage: two faces and the speaking one, a speaker split by a cut, drift, stretches with no speech
+(real clips, rewritten)."""
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ LEFT = "dev/OpenTalker__SadTalker__WDA_AlexandriaOcasioCortez_000.mp4"  # 512x51
 RIGHT = "dev/OpenTalker__SadTalker__WDA_KatieHill_000.mp4"
 LONG = "dev/sstzal__DFRF__dataset__vids__french.mp4"  # 50 s, 30 fps
 TALK = "dev/facebookresearch__VisualVoice__interview.mp4"  # 17.6 s, 25 fps
+MENENDEZ = "train/OpenTalker__SadTalker__test__examples__source_image__WDA_BobMenendez_000.mp4"  # 8 s, 25 fps
 
 
 def test_side_by_side_the_speaking_face_is_picked_and_its_offset_read(tmp_path):
@@ -27,6 +29,47 @@ def test_side_by_side_the_speaking_face_is_picked_and_its_offset_read(tmp_path):
     assert abs(r.offset_ms - 160.0) <= 40.0, r.offset_ms
     left = [f for f in r.faces if f.box[0] + f.box[2] < 512]
     assert left and all(f.speaking_s < active.speaking_s for f in left)
+
+
+def _second_camera(rgb):
+    """The same scene from another camera: mirrored and closer (a hard cut to it is a new shot)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    return np.ascontiguousarray(cv2.resize(rgb[h // 8 : h - h // 8, w // 8 : w - w // 8, ::-1], (w, h),
+                                           interpolation=cv2.INTER_AREA))
+
+
+def test_a_speaker_split_by_a_cut_is_read_from_both_tracks_pooled(tmp_path):
+    # One speaker, audio 5 frames late, with a cut to a second camera a third of the way in while the
+    # speech goes on: two shots, two tracks of the same face. The file's reading pools both tracks' curves,
+    # weighted by their speaking time, rather than reading one of them.
+    from avsync.extract import extract, mesh_every_for
+
+    k = 5
+    trial = make_trial(clip_path(MENENDEZ), tmp_path / "trial.mkv", k).path
+    v = read_video(trial)
+    cut = len(v) // 3
+    frames = v[:cut] + [(t, _second_camera(x)) for t, x in v[cut:]]
+    path = write(tmp_path / "cut.mkv", frames, fps_of(v), read_audio(trial))
+    est = avsync.load_model()  # extracted once, as detect does, and read three times
+    ext = extract(path, keep_crops=getattr(est, "needs_crops", False), mesh_every=mesh_every_for(est))
+    r = avsync.detect(path, model=est, extraction=ext)
+    assert len(r.shots) == 2 and abs(r.shots[1]["start_s"] - v[cut][0] + v[0][0]) <= 0.1, r.shots
+    assert len(r.faces) == 2 and {f.shot for f in r.faces} == {0, 1}, r.faces
+    assert all(f.speaking_s > 1.0 for f in r.faces), r.faces
+    assert abs(r.offset_frames - k) <= 1.0, r.offset_frames
+    active = max(r.faces, key=lambda f: f.speaking_s)
+    assert active.active and active.shot == 1 and sum(f.active for f in r.faces) == 1
+    # each track read on its own (--face N): its own curve and evidence
+    alone = [avsync.detect(path, model=est, extraction=ext, face=f.track_id) for f in r.faces]
+    curves = np.array([a.curve["scores"] for a in alone], dtype=np.float64)
+    w = np.array([f.speaking_s for f in r.faces])
+    pooled = np.array(r.curve["scores"], dtype=np.float64)
+    np.testing.assert_allclose(pooled, w @ curves / w.sum(), atol=2e-4)
+    assert np.abs(pooled - curves.mean(0)).max() > 1e-3  # the weights matter (the shots are 1:2 long)
+    assert abs(r.evidence_s - sum(a.evidence_s for a in alone)) <= 0.05  # the tracks never overlap
+    assert r.evidence_s > max(a.evidence_s for a in alone) + 1.0
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Planning the spans a file is read in (sync/segments.py): pure maths on per-frame masks."""
 import numpy as np
+import pytest
 
 from avsync.sync.segments import (
     MAX_SPEECH_S,
@@ -8,8 +9,11 @@ from avsync.sync.segments import (
     TARGET_SPEECH_S,
     TOO_LITTLE,
     Span,
+    Segment,
     choose,
     plan_segments,
+    pool_curves,
+    speaking_seconds,
 )
 
 FPS = 25.0
@@ -89,3 +93,34 @@ def test_locate_change_finds_the_split_despite_noise():
     m[3] = np.nan
     assert abs(locate_change(c, m) - 6.3) <= 0.4
     assert locate_change(c, np.zeros(len(c))) is None
+
+
+def test_speaking_seconds_add_up_each_faces_segments():
+    segs = [Segment(0, 4, 40.0, 0.9, 2, 0, 3.5), Segment(4, 8, None, 0.0, None, 0, 0.0, NO_SPEECH),
+            Segment(8, 12, 0.0, 0.5, 5, 1, 1.25), Segment(12, 16, 40.0, 0.8, 2, 1, 4.0)]
+    assert speaking_seconds(segs) == {2: 7.5, 5: 1.25}
+
+
+def test_pooled_curve_is_the_speaking_time_weighted_mean_of_the_faces_curves():
+    lags = np.arange(-5, 6)  # frames
+    # Face A speaks 6 s and peaks (modestly) at +2; face B speaks 2 s and peaks higher at -3.
+    a = np.where(lags == 2, 0.10, 0.0) + 0.01 * np.cos(lags)
+    b = np.where(lags == -3, 0.25, 0.0) + 0.01 * np.sin(lags)
+    pooled = pool_curves([a, b], [6.0, 2.0])
+    np.testing.assert_allclose(pooled, (6 * a + 2 * b) / 8)
+    assert lags[np.argmax(pooled)] == 2  # an unweighted mean (or the sum of B's larger scores) would pick -3
+    assert lags[np.argmax(pool_curves([a, b], [1.0, 1.0]))] == -3
+    assert lags[np.argmax(pool_curves([a, b], [2.0, 6.0]))] == -3
+    # a mean, not a sum: one face's curve pooled with itself is that curve, whatever the weights
+    np.testing.assert_allclose(pool_curves([a, a], [6.0, 2.0]), a)
+    # a face with weight 0 does not enter, however large its scores
+    np.testing.assert_allclose(pool_curves([a, 100 * b], [1.0, 0.0]), a)
+
+
+def test_pooled_curve_renormalises_where_a_face_has_no_score():
+    a = np.array([0.1, 0.2, 0.3, np.nan])
+    b = np.array([0.5, np.nan, 0.1, np.nan])
+    pooled = pool_curves([a, b], [3.0, 1.0])
+    np.testing.assert_allclose(pooled[[0, 2]], [(0.3 + 0.5) / 4, (0.9 + 0.1) / 4])
+    assert pooled[1] == pytest.approx(0.2) and np.isnan(pooled[3])
+    assert np.isnan(pool_curves([a, b], [0.0, 0.0])).all()

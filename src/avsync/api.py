@@ -28,7 +28,16 @@ from avsync.result import FaceInfo, SyncResult, WindowEstimate
 from avsync.sync.confidence import curve_features, evidence_seconds
 from avsync.sync.offset import lag_grid, read_curve, rival_index
 from avsync.media.shots import shot_index, shots_from_cuts
-from avsync.sync.segments import LOCATE_HOP_S, LOCATE_WINDOW_S, choose, locate_change, plan_segments, read_face
+from avsync.sync.segments import (
+    LOCATE_HOP_S,
+    LOCATE_WINDOW_S,
+    choose,
+    locate_change,
+    plan_segments,
+    pool_curves,
+    read_face,
+    speaking_seconds,
+)
 from avsync.sync.speech import frame_speech, speech_mask
 from avsync.sync.timeline import fit_timeline
 
@@ -248,7 +257,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
 
     max_s = (opts.max_offset_ms / 1000.0) if opts.max_offset_ms else DEFAULT_MAX_OFFSET_FRAMES / fps
     lags = lag_grid(max_s, fps)
-    def rank(r):  # the active face is the one whose lips agree best with the voice
+    def rank(r):  # how well a face's lips agree with the voice over the whole file
         return r[2].confidence, np.nan_to_num(r[2].peak, nan=-np.inf)
 
     heard = frame_speech(ext.times, speech, ext.audio_t0, E2E_MEL.fps)
@@ -257,7 +266,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
                           target_s=SINGING_SEGMENT_S if opts.singing else None)
     per_face: dict[int, dict] = {}
 
-    readings, best, best_prep = [], None, None
+    readings, best, active_prep = [], None, None
     for f in faces:  # only the curves are kept (a long file can hold hundreds of faces), and the best face's input
         prep = estimator.prepare(ext, f["index"])
         curve = estimator.file_curve(prep, lags, fps)
@@ -268,23 +277,36 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
             lambda a, n, prep=prep: estimator.scores(prep, lags, np.array([a]), n)[0],
             lambda c, a, b, f=f: _read(lags, c, fps, estimator, float((f["found"][a:b] & heard[a:b]).sum() / fps)))
         if best is None or rank(readings[-1]) > rank(best):
-            best, best_prep = readings[-1], (prep if opts.window_frames or opts.similarity else None)
-    f, curve, reading = best
+            best, active_prep = readings[-1], (prep if opts.window_frames or opts.similarity else None)
+
+    segments = choose(spans, ext.times, fps, per_face)
+    speaking = speaking_seconds(segments)
+    # The file's reading pools every face that is the active speaker somewhere, weighted by its speaking
+    # time (a speaker's evidence is split over tracks at each cut); the active face is the one that speaks
+    # most. With no segment naming a face: the single face whose lips agree best with the voice.
+    voiced = [r for r in readings if speaking.get(r[0]["track"].track_id, 0.0) > 0]
+    curve = pool_curves([r[1] for r in voiced], [speaking[r[0]["track"].track_id] for r in voiced]) \
+        if voiced else np.full(len(lags), np.nan)
+    if np.isfinite(curve).any():
+        active = max(voiced, key=lambda r: (speaking[r[0]["track"].track_id], rank(r)))
+        heard_by = np.any([r[0]["found"] for r in voiced], axis=0)
+        reading = _read(lags, curve, fps, estimator,
+                        evidence_seconds(heard_by, ext.times, speech, ext.audio_t0, E2E_MEL.fps))
+    else:
+        active, curve, reading = best, best[1], best[2]
+    f = active[0]
+    if (opts.window_frames or opts.similarity) and active is not best:
+        active_prep = estimator.prepare(ext, f["index"])
     offset_ms = reading.lag_s * 1000.0
     # Frames and the tolerance are reported in the file's own frame rate; the
     # analysis rate (at most MAX_ANALYSIS_FPS) is an internal detail.
     file_fps = ext.info.fps if ext.info.fps and ext.info.fps > 0 else fps
     tol_ms = opts.tolerance * frame_ms(file_fps)
 
-    segments = choose(spans, ext.times, fps, per_face)
     timeline = fit_timeline([g.start_s for g in segments], [g.end_s for g in segments],
                             [g.offset_ms for g in segments], [g.confidence for g in segments], frame_ms(fps))
     if timeline is not None and timeline.kind == "piecewise":
         timeline = _place_changes(ext, estimator, timeline, spans, segments, faces, fps)
-    speaking: dict[int, float] = {}
-    for g in segments:
-        if g.face is not None:
-            speaking[g.face] = speaking.get(g.face, 0.0) + g.speech_s
     face_list = [
         FaceInfo(
             track_id=r[0]["track"].track_id,
@@ -295,7 +317,7 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
             face_px=round(r[0]["size"], 1),
             offset_ms=round(r[2].lag_s * 1000.0, 1) if np.isfinite(r[2].peak) else None,
             confidence=round(r[2].confidence, 2),
-            active=r is best,
+            active=r is active,
             shot=r[0]["track"].shot,
             box=r[0]["track"].median_box(),
             speaking_s=round(speaking.get(r[0]["track"].track_id, 0.0), 2),
@@ -305,8 +327,8 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     windows = None
     if opts.window_frames:  # given in the file's frames
         n = max(3, int(round(opts.window_frames * fps / file_fps)))
-        windows = _windows(ext, estimator, best_prep, lags, n, fps, f["found"], speech, file_fps)
-    sim = _similarity(ext, estimator, best_prep, lags, f) if opts.similarity else None
+        windows = _windows(ext, estimator, active_prep, lags, n, fps, f["found"], speech, file_fps)
+    sim = _similarity(ext, estimator, active_prep, lags, f) if opts.similarity else None
     confidence = round(reading.confidence, 2)
     return SyncResult(
         path=ext.info.path,

@@ -17,7 +17,7 @@ class FaceInfo:
     face_px: float  # median face size in pixels
     offset_ms: float | None
     confidence: float
-    active: bool  # the face whose lips the answer is read from
+    active: bool  # the active speaker: the face with the most speaking_s (the answer pools every face with any)
     shot: int = 0  # the shot the face is seen in (a track never crosses a cut)
     box: list[float] | None = None  # median face box [x, y, w, h] in frame pixels
     speaking_s: float = 0.0  # seconds of speech in segments where this face is the active speaker
@@ -49,7 +49,7 @@ class SyncResult:
     method: str
     model: str
     search_ms: float
-    #: Seconds of speech with the active face visible: the evidence the answer rests on.
+    #: Seconds of speech with a face the answer is read from visible: the evidence the answer rests on.
     evidence_s: float = 0.0
     #: Why the confidence is low, in words (None when the answer is reliable).
     caution: str | None = None

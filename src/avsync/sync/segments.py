@@ -8,7 +8,10 @@ without any face, becomes a segment of its own with no reading and a reason: it
 is never forced to an offset.
 
 The planning (``plan_segments``) is pure maths on per-frame masks; reading
-(``read_segments``) calls an estimator's ``scores`` for each face that is seen.
+(``read_face``) calls an estimator's ``scores`` for each face that is seen.
+``speaking_seconds`` and ``pool_curves`` turn the chosen segments into the
+file's representative curve: the faces' file curves, weighted by how much
+speech each is the active speaker for.
 """
 from __future__ import annotations
 
@@ -167,6 +170,38 @@ def choose(spans: list[Span], times: np.ndarray, fps: float, per_face: dict[int,
         _, _, face, r = max(cands, key=lambda c: (c[0], c[1]))
         out.append(Segment(start_s, end_s, r.lag_s * 1000.0, r.confidence, face, sp.shot, sp.speech_s))
     return out
+
+
+def speaking_seconds(segments: list[Segment]) -> dict[int, float]:
+    """Seconds of speech (with a face in view) in the segments where each face is the active speaker."""
+    out: dict[int, float] = {}
+    for g in segments:
+        if g.face is not None:
+            out[g.face] = out.get(g.face, 0.0) + g.speech_s
+    return out
+
+
+def pool_curves(curves, weights) -> np.ndarray:
+    """The weighted mean of several score curves over the same lags, lag by lag.
+
+    Each file curve is already a mean of block scores per lag, on each face's own
+    scale, so the faces pool as a weighted mean (weights normalised to 1), not a
+    sum: the pooled curve stays on the faces' scale, and a face's share of it is
+    its weight's share. At a lag where some curves have no score (NaN) the weights
+    are renormalised over those that have one; NaN where none has. Faces with
+    weight 0 do not enter at all.
+    """
+    c = np.atleast_2d(np.asarray(curves, dtype=np.float64))
+    w = np.asarray(weights, dtype=np.float64).reshape(-1, 1)
+    if c.shape[0] != w.shape[0]:
+        raise ValueError(f"{c.shape[0]} curves but {w.shape[0]} weights")
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite and >= 0")
+    w = w * np.isfinite(c)
+    total = w.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (np.nan_to_num(c) * w).sum(0) / total
+    return np.where(total > 0, out, np.nan)
 
 
 #: Length (s) and hop (s) of the short windows that place a change point between two segments.
