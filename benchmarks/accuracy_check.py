@@ -34,7 +34,7 @@ DEFAULT_DATA = (REPO / ".." / "shared" / "data").resolve()
 
 VARIANTS = (
     ("before", "before: torch, mesh on every frame", {"AVSYNC_RUNTIME": "torch", "AVSYNC_MESH_EVERY": "1"}),
-    ("onnx", "onnxruntime, mesh on every frame", {"AVSYNC_MESH_EVERY": "1"}),
+    ("onnx", "this checkout: onnxruntime, the mesh on every frame", {"AVSYNC_MESH_EVERY": "1"}),
     ("onnx-mesh2", "onnxruntime, mesh on every 2nd frame", {"AVSYNC_MESH_EVERY": "2"}),
 )
 #: Largest allowed change of an accuracy figure (points).
@@ -79,6 +79,9 @@ def main(argv=None) -> int:
     p.add_argument("--before", type=Path, default=None, help="a report of the old code to use as 'before'")
     p.add_argument("--variants", default=",".join(k for k, _, _ in VARIANTS),
                    help="which to show (default: all): " + ", ".join(k for k, _, _ in VARIANTS))
+    p.add_argument("--report", action="append", default=[], metavar="LABEL=FILE",
+                   help="an earlier report shown as a column after 'before' (repeatable), e.g. the code just "
+                        "before the change under test")
     p.add_argument("--rerun", action="store_true", help="run the evals again even when their reports are cached")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--workdir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -90,6 +93,9 @@ def main(argv=None) -> int:
     for key, label, env in chosen:
         if key == "before" and args.before:
             reports[key] = (f"before: `{args.before.name}`", json.loads(args.before.read_text()), {})
+            for i, item in enumerate(args.report):
+                label, _, file = item.partition("=")
+                reports[f"report{i}"] = (f"{label}: `{Path(file).name}`", json.loads(Path(file).read_text()), {})
             continue
         path = args.workdir / f"accuracy-check-{args.model}-{key}.json"
         if args.rerun or not path.exists():
@@ -112,6 +118,7 @@ def main(argv=None) -> int:
     head = "| figure | " + " | ".join(reports[k][0] for k in keys) + " |"
     L += [head, "|---|" + "---:|" * len(keys)]
     worst = {k: 0.0 for k in keys[1:]}
+    step = {k: 0.0 for k in keys[1:]}  # against the column just before (the change that column adds)
     for name, b in figures(base):
         cells = ["n/a" if b is None else f"{100 * b:.1f}%"]
         for k in keys[1:]:
@@ -122,13 +129,18 @@ def main(argv=None) -> int:
             d = 100 * (v - b)
             if not name.startswith("clip: marked reliable"):  # a share of trials, not an accuracy
                 worst[k] = max(worst[k], abs(d))
+                prev = dict(figures(reports[keys[keys.index(k) - 1]][1])).get(name)
+                if prev is not None:
+                    step[k] = max(step[k], abs(100 * (v - prev)))
             cells.append(f"{100 * v:.1f}% ({d:+.1f})")
         L.append(f"| {name} | " + " | ".join(cells) + " |")
     L.append("")
     for k in keys[1:]:
         ok = worst[k] <= MAX_MOVE
-        L.append(f"- **{reports[k][0]}**: largest move of an accuracy figure {worst[k]:.1f} point(s): "
-                 + ("**within** the 1-point rule." if ok else "**over** the 1-point rule."))
+        L.append(f"- **{reports[k][0]}**: largest move of an accuracy figure {worst[k]:.1f} point(s) from the "
+                 "first column: " + ("**within** the 1-point rule" if ok else "**over** the 1-point rule")
+                 + (f"; from the column before it (the change this column adds): {step[k]:.1f} point(s), "
+                    + ("**within**." if step[k] <= MAX_MOVE else "**over**.") if keys.index(k) > 1 else "."))
     L.append("")
     args.output.write_text("\n".join(L))
     log(f"wrote {args.output}")

@@ -481,6 +481,8 @@ class FaceTracker:
         """The ``_READ`` mesh points (frame pixels) of the face in ``box`` at roll ``angle``, None if lost there.
 
         A detector's box gets a wider first look, and the landmarks found there place the final region.
+        A face lost in the region placed from its last landmarks gets that wider look once more before
+        it counts as a miss (as MediaPipe's FaceMesh graph looks again with its detector on a loss).
         """
         def warp(m, size):
             return pic.warp(m, size, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
@@ -492,7 +494,9 @@ class FaceTracker:
                 return None
             (cx, cy, side), angle = _box(pts[_READ]), eye_angle(pts)
         pts, presence = self._landmarks.run(warp, cx, cy, side * ROI_SCALE, angle)
-        return pts[_READ] if presence >= MIN_PRESENCE else None
+        if presence < MIN_PRESENCE:
+            return None if from_detector else self._mesh(box, angle, True, pic)
+        return pts[_READ]
 
     def _submit(self, act: _Active, fi: int, pic: Picture):
         if self._pool is None:
