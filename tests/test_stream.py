@@ -117,3 +117,20 @@ def test_another_model_refuses_streamed_embeddings(two_extractions):
     _, _, streamed = two_extractions
     with pytest.raises(ModelError, match="extract the file again"):
         load_model("pm-small").prepare(streamed, 0)
+
+
+def test_track_inputs_are_computed_over_the_track_alone(two_extractions):
+    """``track_arrays`` normalises a track's landmarks over its own frames: the same as over the whole file."""
+    from avsync.face.landmarks import normalise_lips
+    from avsync.models.inputs import track_arrays
+
+    _, plain, _ = two_extractions
+    for i, tr in enumerate(plain.tracks):
+        got = track_arrays(plain, i, with_crops=False)
+        key = tr.landmarks(plain.n_frames)
+        found = np.isfinite(key).all(axis=(1, 2))
+        lips = normalise_lips(key)[:, :, :2]
+        lips = lips - np.nanmean(lips[found].reshape(-1, 2), axis=0)
+        np.testing.assert_array_equal(got["found"], found)
+        np.testing.assert_allclose(got["lips"], lips.astype(np.float32), equal_nan=True, rtol=1e-6)
+        assert "lips" not in track_arrays(plain, i, with_crops=False, with_lips=False)

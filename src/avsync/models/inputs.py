@@ -45,18 +45,31 @@ def vertical_flow(crops: np.ndarray, found: np.ndarray) -> np.ndarray:
     return out
 
 
-def track_arrays(ext, track_index: int, with_crops: bool = True, with_flow: bool = True) -> dict:
-    """Per-frame visual inputs of one face track (see module docstring)."""
-    from avsync.face.landmarks import normalise_lips
+def track_arrays(ext, track_index: int, with_crops: bool = True, with_flow: bool = True,
+                 with_lips: bool = True) -> dict:
+    """Per-frame visual inputs of one face track (see module docstring).
+
+    The landmarks are normalised over the track's own frames only (a face seen for seconds of an hour-long
+    file costs seconds of work and memory, not an hour's); ``with_lips=False`` (models that read crops) leaves
+    ``lips`` out."""
+    from avsync.face.landmarks import N_LIP, normalise_lips
 
     n = ext.n_frames
     tr = ext.tracks[track_index]
-    key = tr.landmarks(n)
-    found = np.isfinite(key).all(axis=(1, 2))
-    lips = normalise_lips(key)[:, :, :2]
-    if found.any():
-        lips = lips - np.nanmean(lips[found].reshape(-1, 2), axis=0)
-    out = {"found": found, "lips": lips.astype(np.float32)}
+    a, b = tr.first_frame, min(n, tr.first_frame + len(tr.key))
+    key = np.stack(tr.key[: b - a]) if b > a else np.zeros((0, N_LIP, 3), np.float32)
+    found = np.zeros(n, dtype=bool)
+    found[a:b] = np.isfinite(key).all(axis=(1, 2))
+    out = {"found": found}
+    if with_lips:
+        lips = np.full((n, N_LIP, 2), np.nan, dtype=np.float32)
+        if b > a:
+            own = normalise_lips(key)[:, :, :2]
+            ok = found[a:b]
+            if ok.any():
+                own = own - np.nanmean(own[ok].reshape(-1, 2), axis=0)
+            lips[a:b] = own
+        out["lips"] = lips
     if with_crops:
         crops = np.zeros((n,) + MOUTH_CROP_HW, dtype=np.uint8)
         if tr.crops:

@@ -89,7 +89,7 @@ class EstimatorBase:
             raise ModelError(f"this extraction holds the mouth-crop embeddings of {ext.embedded_by!r}, not the crops "
                              f"{self.name!r} needs: extract the file again for it")
         arr = track_arrays(ext, track_index, with_crops=self.needs_crops and not streamed,
-                           with_flow=self.input_key == "flow")
+                           with_flow=self.input_key == "flow", with_lips=self.input_key == "lips")
         arr.update(times=ext.times, fps=ext.fps, audio_t0=ext.audio_t0, mel40=ext.mel40)
         if streamed:
             v = np.zeros((ext.n_frames, tr.embedding.shape[1]), np.float32)
