@@ -1146,7 +1146,7 @@ def rss_section(clips: list[Clip], data: Path, workdir: Path, m: dict, cmdline: 
              f"({rss / 2**20:.0f} MiB) | {f.wall_s:.1f} | {f'{a.wall_s / f.wall_s:.1f}x' if a.rc == 0 else 'n/a'} | "
              f"{status} |")
     L.append("")
-    L.append(f"- **Progress bar:** " + (f"drawn on the terminal, {len(shown_pct)} different percentages shown "
+    L.append("- **Progress bar:** " + (f"drawn on the terminal, {len(shown_pct)} different percentages shown "
              f"({shown_pct[0]}% to {shown_pct[-1]}%)." if shown_pct else "**not seen** on the terminal.") + "\n")
     summary_rows = [
         (f"Peak RSS, {dur / 60:.0f}-min 640x360 input (issue 9)", f"≤ {TARGET_RSS_BYTES / 1e9:g} GB",
