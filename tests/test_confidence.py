@@ -122,24 +122,26 @@ def test_low_confidence_reason_says_what_was_weak():
 
 
 def test_calibration_on_real_held_out_readings_ranks_right_answers_higher(tmp_path):
-    """Readings of the model-free method on two real held-out train clips: the fitted confidence
-    is higher, on average, for the readings that are right."""
+    """Readings of the model-free method on the real clips of the held-out calibration speakers (the set
+    that calibrates the shipped models): the fitted confidence is higher, on average, for the readings
+    that are right. (All eight speakers, not two: with two, one clip the model-free method misreads by
+    7 frames every time decided the margin alone.)"""
     from pathlib import Path
 
     from avsync.api import load_model
     from avsync.train.cache import build_cache, manifest_clips
-    from avsync.train.calibrate import calibrate, read_bank
+    from avsync.train.calibrate import CALIBRATION_SPEAKERS, calibrate, read_bank
     from avsync.train.loop import load_bank
 
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
     if not data.is_dir():
         pytest.skip("no ../shared/data")
-    want = {"vrt_face5_woman_glasses_red", "hdtf_RD_Radio2_woman_window"}
+    want = set(CALIBRATION_SPEAKERS)
     recs = build_cache([r for r in manifest_clips(data, ("train",)) if r.speaker in want], tmp_path)
     bank = load_bank(recs, tmp_path)
     r = read_bank(load_model("modelfree"), bank, offsets=(-8, -3, 0, 3, 8), lengths_s=(1.0, 2.0, 4.0))
     right = r.right()
-    assert r.whole.sum() == 10 and len(right) > 40 and 0 < right.mean() < 1
+    assert len(recs) >= len(want) and r.whole.sum() > 40 and len(right) > 200 and 0 < right.mean() < 1
     cal = calibrate(r)
     p = cal.probability(r.features)
     assert p[right].mean() > p[~right].mean() + 0.1
