@@ -146,3 +146,4 @@ def test_calibration_on_real_held_out_readings_ranks_right_answers_higher(tmp_pa
     p = cal.probability(r.features)
     assert p[right].mean() > p[~right].mean() + 0.1
     assert cal.fitted_on["readings"] == len(right) and set(cal.fitted_on["speakers"]) == want
+    assert cal.fitted_on["mesh_every"] == 1 and calibrate(r, mesh_every=2).fitted_on["mesh_every"] == 2

@@ -418,3 +418,17 @@ def test_source_offsets_realign_the_audio(real_clip, tmp_path):
     plain = load_bank([rec], tmp_path)[0]
     moved = load_bank([rec], tmp_path, {rec.sha256: 40.0})[0]
     assert float(moved.arr["audio_t0"]) == pytest.approx(float(plain.arr["audio_t0"]) - 0.040)
+
+
+def test_cache_holds_one_landmark_rate_per_folder(real_clip, tmp_path):
+    """A clip cached with the landmarks on every 2nd frame lives in its own folder, and its crops are the
+    ones that setting places (not the every-frame ones)."""
+    from avsync.train.cache import DEFAULT_CACHE, build_cache, cache_dir, load_clip
+
+    assert cache_dir(1) == DEFAULT_CACHE and cache_dir(2) == DEFAULT_CACHE.with_name(DEFAULT_CACHE.name + "-mesh2")
+    rec = real_clip.rec
+    every, second = cache_dir(1, tmp_path / "f"), cache_dir(2, tmp_path / "f")
+    assert build_cache([rec], every) == [rec] and build_cache([rec], second, mesh_every=2) == [rec]
+    a, b = load_clip(every, rec), load_clip(second, rec)
+    assert a["crops"].shape == b["crops"].shape and np.isfinite(b["lips"]).all(axis=(1, 2)).mean() > 0.9
+    assert not np.array_equal(a["crops"], b["crops"])

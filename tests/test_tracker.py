@@ -114,3 +114,24 @@ def test_mesh_on_every_other_frame_places_crops_from_interpolated_landmarks():
     for i in (1, 3, 5):  # frames between meshes: their own pixels, placed by the interpolated landmarks
         assert found2[i] and crops[i] is not None
         assert np.array_equal(crops[i], cv2.cvtColor(mouth_crop(rgb[i], key[i]), cv2.COLOR_RGB2GRAY))
+
+
+def test_landmark_rate_follows_the_models_calibration(monkeypatch):
+    """A crop model runs the landmarks as often as its confidence was calibrated with (recorded in its
+    calibration); a landmark model always on every frame; ``AVSYNC_MESH_EVERY`` overrides crop models only."""
+    from avsync.api import load_model
+    from avsync.extract import mesh_every_for
+    from avsync.sync.confidence import Calibration
+
+    monkeypatch.delenv("AVSYNC_MESH_EVERY", raising=False)
+    crops, lips = load_model("pm-small"), load_model("landmark-wild")
+    assert crops.input_key == "crops" and lips.input_key == "lips"
+    assert mesh_every_for(crops) == 1 and mesh_every_for(lips) == 1  # the shipped calibrations record none
+    cal = crops.calibration
+    monkeypatch.setattr(crops, "calibration", Calibration(cal.coef, cal.intercept, cal.features,
+                                                          {**(cal.fitted_on or {}), "mesh_every": 2}))
+    assert mesh_every_for(crops) == 2
+    monkeypatch.setattr(crops, "calibration", None)
+    assert mesh_every_for(crops) == 1
+    monkeypatch.setenv("AVSYNC_MESH_EVERY", "3")
+    assert mesh_every_for(crops) == 3 and mesh_every_for(lips) == 1

@@ -86,10 +86,3 @@ def frame_ms(fps: float) -> float:
 #: Frames per window of the audio-visual similarity matrix (``detect(similarity=True)``): SyncNet's
 #: and the LRS2 protocol's 5-frame windows, one per video frame.
 SIMILARITY_WINDOW_FRAMES = 5
-
-#: The face mesh runs on every this many frames of a tracked face for estimators that read only
-#: mouth crops (landmarks between are interpolated to place the crops; the pixels are each frame's
-#: own). 1 keeps the mesh on every frame. 2 moved pm-wild's dev clip-level figures by more than the
-#: 1-point rule allows (docs/ACCURACY-CHECK.md: ±1 frame +3.5, exact +6.2, but ±20/±25 -2.1 and the
-#: share marked reliable -3.8, its confidence calibrated on every-frame meshes), so it stays off.
-CROP_MESH_EVERY = 1

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from avsync.audio.features import E2E_MEL, LOGMEL, StreamingFeatures
-from avsync.constants import CROP_MESH_EVERY, MAX_ANALYSIS_FPS
+from avsync.constants import MAX_ANALYSIS_FPS
 from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMediaError
 from avsync.media.decode import MediaInfo, is_truncated, iter_audio_chunks, iter_video_frames, probe
 from avsync.media.shots import SHOT_FRAME_WIDTH, ShotDetector
@@ -92,12 +92,18 @@ class Extraction:
 
 
 def mesh_every_for(estimator) -> int:
-    """How often the face mesh runs for ``estimator``: every ``CROP_MESH_EVERY`` frames for one that reads
-    only mouth crops (it needs the mesh only to place them), every frame for one that reads landmarks.
-    ``AVSYNC_MESH_EVERY`` overrides it for crop readers (measurements)."""
+    """How often the face landmarks run for ``estimator``: every frame for one that reads landmarks; for one
+    that reads only mouth crops (it needs the landmarks only to place them), as often as its confidence was
+    calibrated with (``mesh_every`` in its calibration's ``fitted_on``; 1 where it is not recorded), so that
+    ``detect`` reads the crops its confidence was fitted on. ``AVSYNC_MESH_EVERY`` overrides it for crop
+    readers (measurements, and calibrating a model for another setting)."""
     if getattr(estimator, "input_key", None) != "crops":
         return 1
-    return max(1, int(os.environ.get("AVSYNC_MESH_EVERY") or CROP_MESH_EVERY))
+    forced = os.environ.get("AVSYNC_MESH_EVERY")
+    if forced:
+        return max(1, int(forced))
+    cal = getattr(estimator, "calibration", None)
+    return max(1, int(((cal.fitted_on or {}) if cal is not None else {}).get("mesh_every", 1)))
 
 
 def _audio_worker(path: str, result: dict) -> None:

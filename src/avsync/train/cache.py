@@ -44,12 +44,16 @@ def manifest_clips(data_dir: Path, splits: tuple[str, ...]) -> list[ClipRecord]:
     return out
 
 
-def clip_arrays(path: str, *, max_faces: int = 1) -> dict:
-    """Extract one clip and return what the cache stores for its main face track."""
+def clip_arrays(path: str, *, max_faces: int = 1, mesh_every: int = 1) -> dict:
+    """Extract one clip and return what the cache stores for its main face track.
+
+    ``mesh_every``: how often the face landmarks run (``extract``); > 1 only for the readings
+    that calibrate a crop model run that way (``calibrate.calibration_bank``).
+    """
     from avsync.extract import extract
     from avsync.models.inputs import track_arrays
 
-    ext = extract(path, max_faces=max_faces, keep_crops=True)
+    ext = extract(path, max_faces=max_faces, keep_crops=True, mesh_every=mesh_every)
     if not ext.tracks:
         raise AvsyncError(f"no face in {path}")
     best = max(range(len(ext.tracks)), key=lambda i: ext.tracks[i].n_found)
@@ -63,12 +67,21 @@ def clip_arrays(path: str, *, max_faces: int = 1) -> dict:
     }
 
 
+def cache_dir(mesh_every: int = 1, base: Path = DEFAULT_CACHE) -> Path:
+    """The cache folder for clips extracted with the landmarks on every ``mesh_every``-th frame."""
+    return base if mesh_every <= 1 else base.with_name(f"{base.name}-mesh{int(mesh_every)}")
+
+
 def cache_path(cache: Path, clip: ClipRecord) -> Path:
     return cache / f"{clip.sha256}.npz"
 
 
-def build_cache(clips: list[ClipRecord], cache: Path = DEFAULT_CACHE, progress=None) -> list[ClipRecord]:
+def build_cache(clips: list[ClipRecord], cache: Path = DEFAULT_CACHE, progress=None,
+                mesh_every: int = 1) -> list[ClipRecord]:
     """Extract every clip not yet cached; returns the clips that are usable.
+
+    ``mesh_every`` is passed to ``clip_arrays``: a cache holds one setting only, so give each
+    setting its own folder (``cache_dir``).
 
     A clip that cannot be used (no face, unreadable) is recorded in
     ``skipped.json`` and left out, with its reason.
@@ -85,7 +98,7 @@ def build_cache(clips: list[ClipRecord], cache: Path = DEFAULT_CACHE, progress=N
             ok.append(clip)
         else:
             try:
-                arr = clip_arrays(clip.path)
+                arr = clip_arrays(clip.path, mesh_every=mesh_every)
                 tmp = dst.with_suffix(".tmp.npz")
                 np.savez(tmp, **arr)
                 os.replace(tmp, dst)

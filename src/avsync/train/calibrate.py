@@ -14,8 +14,12 @@ frames is not trusted to have one: its readings must then be right in
 absolute terms.
 
 A learned model's calibration is written into a copy of its checkpoint
-(``--out``; ship it with ``avsync.train.ship``); the model-free method's and
-the fusions' go into ``models/registry.json``.
+(``--out``; ship it with ``avsync.train.ship``), or into a shipped model in place
+(its ONNX export, which carries the metadata, is then made again); the model-free
+method's and the fusions' go into ``models/registry.json``. The held-out clips
+are extracted as ``detect`` extracts them for the model (``extract.mesh_every_for``:
+``AVSYNC_MESH_EVERY=2`` calibrates a crop model for landmarks on every 2nd frame, and
+records it, so that ``detect`` then runs it that way).
 """
 from __future__ import annotations
 
@@ -142,8 +146,10 @@ def readings_metrics(r: Readings, prefix: str = "val") -> dict:
     return out
 
 
-def calibrate(readings: Readings) -> Calibration:
-    """Fit the confidence of one estimator on its readings."""
+def calibrate(readings: Readings, mesh_every: int = 1) -> Calibration:
+    """Fit the confidence of one estimator on its readings; ``mesh_every``: how often the landmarks ran in
+    the extraction the readings were made from (recorded, and ``detect`` then runs them so:
+    ``extract.mesh_every_for``)."""
     right = readings.right()
     own = readings.own_offsets()
     info = {
@@ -152,7 +158,7 @@ def calibrate(readings: Readings) -> Calibration:
         "rule": f"right = within ±{RIGHT_FRAMES} frames of the clip's own offset (median whole-clip error, "
                 f"trusted up to ±{MAX_OWN_OFFSET:g} frames)",
         "own_offsets_frames": {readings.speakers[c] + f"#{c}": round(v, 2) for c, v in own.items()},
-        "lengths_s": [*LENGTHS_S, "whole"], "offsets": list(OFFSETS),
+        "lengths_s": [*LENGTHS_S, "whole"], "offsets": list(OFFSETS), "mesh_every": int(mesh_every),
     }
     if len(right) < 20 or right.all() or not right.any():
         raise ValueError(f"cannot calibrate on {len(right)} readings with {int(right.sum())} right")
@@ -163,9 +169,11 @@ def calibration_bank(estimator, data_dir: Path, speakers: list[str] | None = Non
     """The cached clips of the held-out speakers that calibrate ``estimator``.
 
     By default: the speakers its training held out for validation, else
-    ``CALIBRATION_SPEAKERS``. Speakers it was trained on are refused.
+    ``CALIBRATION_SPEAKERS``. Speakers it was trained on are refused. The clips are extracted
+    with the landmarks as often as ``detect`` runs them for this model (``mesh_every_for``).
     """
-    from avsync.train.cache import DEFAULT_CACHE, build_cache, manifest_clips
+    from avsync.extract import mesh_every_for
+    from avsync.train.cache import build_cache, cache_dir, manifest_clips
     from avsync.train.loop import load_bank
 
     summary = getattr(estimator, "training_summary", None) or {}
@@ -173,8 +181,12 @@ def calibration_bank(estimator, data_dir: Path, speakers: list[str] | None = Non
     seen = set(speakers) & set(summary.get("speakers", []))
     if seen:
         raise ValueError(f"{estimator.name} was trained on {sorted(seen)}: calibrate on held-out speakers")
-    recs = build_cache([r for r in manifest_clips(Path(data_dir), ("train",)) if r.speaker in set(speakers)])
-    return load_bank(recs, DEFAULT_CACHE)
+    # Read as detect reads it: with the landmarks as often as detect runs them for this model.
+    mesh_every = mesh_every_for(estimator)
+    cache = cache_dir(mesh_every)
+    recs = build_cache([r for r in manifest_clips(Path(data_dir), ("train",)) if r.speaker in set(speakers)], cache,
+                       mesh_every=mesh_every)
+    return load_bank(recs, cache)
 
 
 def main() -> None:
@@ -193,18 +205,25 @@ def main() -> None:
     from avsync.models.checkpoint import register, registered_path, rewrite_meta
     from avsync.models.registry import registry, set_calibration
 
+    from avsync.extract import mesh_every_for
+
     est = load_model(a.model)
     readings = read_bank(est, calibration_bank(est, a.data, a.speakers))
-    cal = calibrate(readings)
+    cal = calibrate(readings, mesh_every=mesh_every_for(est))
     metrics = readings_metrics(readings)
     print(json.dumps({"metrics": metrics, "calibration": cal.to_dict()}, indent=1))
     if a.model.endswith(".pt") or a.model in registry():
+        had_onnx = not a.model.endswith(".pt") and bool(registry()[a.model].get("onnx"))
         src = Path(a.model) if a.model.endswith(".pt") else registered_path(a.model)
         out = a.out or src
         old = {k: v for k, v in est.meta.get("metrics", {}).items() if not k.startswith("val_") and k != "confidence_scale"}
         rewrite_meta(src, out, {"calibration": cal.to_dict(), "metrics": {**old, **metrics}})
         if out == src and not a.model.endswith(".pt"):
             register(out)  # a shipped model rewritten in place: record its new sha256
+            if had_onnx:  # its ONNX export carries the metadata, the calibration with it: export it again
+                from avsync.models.onnx import export_shipped
+
+                export_shipped([a.model])
         print(f"wrote {out}")
     else:
         set_calibration(a.model, cal.to_dict())
