@@ -47,8 +47,9 @@ def _dense(tracks, n):
     return out
 
 
+@pytest.mark.parametrize("background", [True, False])
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64])
-def test_chunked_embeddings_equal_one_call(chunk):
+def test_chunked_embeddings_equal_one_call(chunk, background):
     rng = np.random.default_rng(chunk)
     n = 90
     specs = [(0, 90), (1, 40), (37, 53), (85, 5), (2, 1)]  # (first frame, length): from the start, short, to the end
@@ -59,7 +60,7 @@ def test_chunked_embeddings_equal_one_call(chunk):
         tracks.append((FaceTrack(track_id=len(tracks), first_frame=first), crops))
     want = _dense(tracks, n)
 
-    emb = CropEmbedder(_Neighbourhood(), chunk=chunk)
+    emb = CropEmbedder(_Neighbourhood(), chunk=chunk, background=background)
     for f in range(n):  # frames arrive one by one; each track gets its crop (or None) for frame f
         for tr, crops in tracks:
             i = f - tr.first_frame
@@ -79,6 +80,25 @@ def test_chunked_embeddings_equal_one_call(chunk):
         assert tr.crops == []
         assert tr.embedding.shape == (len(crops), 5)
         np.testing.assert_array_equal(tr.embedding, w)
+
+
+class _Broken(_Neighbourhood):
+    def _embed_visual(self, x):
+        raise ValueError("encoder failed")
+
+
+def test_an_encoder_error_in_the_background_reaches_the_caller():
+    """The encoder runs in the embedder's own thread; its error is raised in the caller's, and the thread ends."""
+    emb = CropEmbedder(_Broken(), chunk=1)
+    tr = FaceTrack(track_id=0, first_frame=0)
+    with pytest.raises(ValueError, match="encoder failed"):
+        for _ in range(20):
+            tr.key.append(np.zeros((1, 3), np.float32))
+            tr.crops.append(np.zeros(MOUTH_CROP_HW, np.uint8))
+            emb.feed([tr])
+        emb.finish([tr], 20)
+    emb.abort()
+    assert emb._pool is None
 
 
 @pytest.fixture(scope="module")

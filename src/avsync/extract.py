@@ -124,12 +124,16 @@ def _audio_worker(path: str, result: dict) -> None:
 _END = object()
 
 
-def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event, damaged: list) -> None:
+def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Event, damaged: list,
+                  shots: ShotDetector) -> None:
+    """Decode the analysed frames and feed the cut detector, in this thread (off the tracker's): each item is
+    ``(time_s, Picture, cuts the frame revealed)``; the last is ``(_END, the cuts of the detector's look-ahead)``."""
     from avsync.face.tracker import Picture
 
     try:
         for _, t, frame in iter_video_frames(path, max_fps=max_fps, damaged=damaged):
-            item = (t, Picture.of(frame))  # converted to RGB only where the face models look
+            pic = Picture.of(frame)  # converted to RGB only where the face models look
+            item = (t, pic, shots.push(pic.small(SHOT_FRAME_WIDTH)))
             while not stop.is_set():
                 try:
                     q.put(item, timeout=0.1)
@@ -138,7 +142,7 @@ def _video_worker(path: str, max_fps: float, q: queue.Queue, stop: threading.Eve
                     continue
             if stop.is_set():
                 return
-        q.put(_END)
+        q.put((_END, shots.cut_frames()))
     except BaseException as exc:
         q.put(exc)
 
@@ -176,13 +180,13 @@ def extract(
     q: queue.Queue = queue.Queue(maxsize=8)
     stop = threading.Event()
     video_damage: list = []
-    vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop, video_damage),
+    shots = ShotDetector(fps=min(info.fps or MAX_ANALYSIS_FPS, MAX_ANALYSIS_FPS))
+    vt = threading.Thread(target=_video_worker, args=(str(path), MAX_ANALYSIS_FPS, q, stop, video_damage, shots),
                           daemon=True)
     vt.start()
     from avsync.face.tracker import FaceTracker  # OpenCV and MediaPipe load here, not at ``import avsync``
 
     tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops, mesh_every=mesh_every)
-    shots = ShotDetector(fps=min(info.fps or MAX_ANALYSIS_FPS, MAX_ANALYSIS_FPS))
     held: deque = deque()
     cuts: set[int] = set()
     times: list[float] = []
@@ -190,15 +194,16 @@ def extract(
     try:
         while True:
             item = q.get()
-            if item is _END:
-                break
             if isinstance(item, BaseException):
                 raise item
-            t, pic = item
+            if item[0] is _END:
+                cuts.update(item[1])
+                break
+            t, pic, new_cuts = item
             times.append(t)
             # The cut detector looks a few frames ahead, so the tracker is fed
             # that many frames behind, and told of a cut before its first frame.
-            cuts.update(shots.push(pic.small(SHOT_FRAME_WIDTH)))
+            cuts.update(new_cuts)
             held.append(pic)
             if len(held) > ShotDetector.LOOKAHEAD:
                 _track(tracker, held, cuts)
@@ -206,9 +211,12 @@ def extract(
                 embedder.feed(tracker.all_tracks, tracker.n_frames, tracker.live_tracks)
             if progress is not None and total > 0 and len(times) % 25 == 0:
                 progress(min(1.0, (t - info.video_start_s) / total))
-        cuts.update(shots.cut_frames())
         while held:
             _track(tracker, held, cuts)
+    except BaseException:
+        if embedder is not None:
+            embedder.abort()
+        raise
     finally:
         stop.set()
         tracker.close()

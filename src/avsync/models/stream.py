@@ -13,16 +13,25 @@ crops at once; only the float rounding of the encoder's sums may differ
 (``tests/test_stream.py`` checks they agree).
 
 ``extract`` feeds a ``CropEmbedder`` as tracks grow; each chunk's crops are
-dropped once embedded. At the end every track holds ``embedding`` (per frame
+copied out and dropped at once, and the encoder runs on them in a thread of
+its own (``background``), so the tracker goes on with the next frames while
+it runs (at most ``MAX_PENDING`` chunks wait, which bounds the memory). At the end every track holds ``embedding`` (per frame
 from its ``first_frame``) and no crops, and the extraction records which model
 made them (``Extraction.embedded_by``), so another model cannot use them.
 """
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 
 from avsync.constants import MOUTH_CROP_HW
 from avsync.models.scoring import VISUAL_CHUNK_FRAMES, VISUAL_CONTEXT
+
+
+#: Chunks that may wait for the background encoder before ``feed`` waits for the oldest.
+MAX_PENDING = 4
 
 
 class _State:
@@ -31,19 +40,23 @@ class _State:
     def __init__(self):
         self.base = 0  # frames of the track (from first_frame) whose crops were dropped from ``track.crops``
         self.done = 0  # frames of the track already embedded
-        self.parts: list[np.ndarray] = []
+        self.parts: list = []  # embeddings of the chunks, in order (arrays, or Futures of them)
 
 
 class CropEmbedder:
     """Embeds face tracks' mouth crops chunk by chunk as ``extract`` decodes the file.
 
-    ``estimator`` is a crop model (``EstimatorBase`` with ``input_key == "crops"``).
+    ``estimator`` is a crop model (``EstimatorBase`` with ``input_key == "crops"``). ``background``
+    runs the encoder in one thread of the embedder's own (call ``finish``, or ``abort`` on an error,
+    to end it); without it, in the caller's thread.
     """
 
-    def __init__(self, estimator, chunk: int = VISUAL_CHUNK_FRAMES):
+    def __init__(self, estimator, chunk: int = VISUAL_CHUNK_FRAMES, background: bool = True):
         if getattr(estimator, "input_key", None) != "crops":
             raise ValueError("only a model that reads mouth crops can embed them while decoding")
         self.estimator = estimator
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="avsync-embed") if background else None
+        self._pending: deque = deque()
         self.key = estimator.embedding_key
         self.chunk = int(chunk)
         self._state: dict[int, _State] = {}
@@ -71,17 +84,28 @@ class CropEmbedder:
     def finish(self, tracks, n_frames: int) -> None:
         """Embed what is left of every track (the file has ``n_frames`` analysed frames) and set
         ``track.embedding``; the tracks' crops are released."""
-        for tr in tracks:
-            if id(tr) not in self._finished:
-                self._close(tr, n_frames)
+        try:
+            for tr in tracks:
+                if id(tr) not in self._finished:
+                    self._close(tr, n_frames)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """End the background thread (chunks not yet started are dropped); safe to call more than once."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending.clear()
 
     def _close(self, tr, n_frames: int | None) -> None:
         st = self._state.pop(id(tr), None) or _State()
         total = len(tr.key)
         while st.done < total:
             self._embed(tr, st, min(self.chunk, total - st.done), n_frames)
-        dim = st.parts[0].shape[1] if st.parts else 1
-        tr.embedding = np.concatenate(st.parts) if st.parts else np.zeros((0, dim), np.float32)
+        parts = [p.result() if isinstance(p, Future) else p for p in st.parts]
+        dim = parts[0].shape[1] if parts else 1
+        tr.embedding = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
         tr.crops = []
         self._finished.add(id(tr))
 
@@ -98,11 +122,23 @@ class CropEmbedder:
             c = tr.crops[r - st.base]
             if c is not None:
                 x[r - lo] = c
-        with self.estimator._threads():
-            e = self.estimator._embed_visual(x[None])[0]
-        st.parts.append(np.asarray(e[st.done - lo : st.done - lo + n], np.float32))
+        a = st.done - lo
+        if self._pool is None:
+            st.parts.append(self._run(x, a, a + n))
+        else:
+            fut = self._pool.submit(self._run, x, a, a + n)
+            st.parts.append(fut)
+            self._pending.append(fut)
+            while self._pending and (self._pending[0].done() or len(self._pending) > MAX_PENDING):
+                self._pending.popleft().result()  # (raises the encoder's error here, in the caller's thread)
         st.done += n
         drop = max(0, min(st.done - VISUAL_CONTEXT, known) - st.base)  # keep the context the next chunk reads
         if drop:
             del tr.crops[:drop]
             st.base += drop
+
+    def _run(self, x: np.ndarray, a: int, b: int) -> np.ndarray:
+        """The encoder on crops ``x`` (frames, H, W); embeddings of frames [a, b) of them."""
+        with self.estimator._threads():
+            e = self.estimator._embed_visual(x[None])[0]
+        return np.asarray(e[a:b], np.float32)
