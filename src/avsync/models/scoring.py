@@ -55,6 +55,9 @@ class EstimatorBase:
         #: whose confidence is ``confidence_scale`` x the curve's prominence.
         self.calibration = Calibration.from_dict(cal) if cal else None
         self.confidence_scale = float(meta.get("confidence_scale", 1.0))
+        #: Where the model puts zero, in ms (``train.zero``: its reading of footage known to be in sync);
+        #: the audio is read this much later, so that in-sync footage reads 0. 0 in checkpoints without one.
+        self.zero_ms = float((meta.get("zero") or {}).get("ms", 0.0))
         self.training_summary = meta.get("training", {})
         self.input_key = VISUAL_INPUT[visual_kind]
         self.needs_crops = self.input_key in ("crops", "flow")
@@ -108,7 +111,8 @@ class EstimatorBase:
         fps = float(arr["fps"])
         prep = {
             "found": np.asarray(arr["found"], bool), "times": times, "fps": fps, "pos": frame_positions(times, fps),
-            "mel40": np.asarray(arr["mel40"], np.float32), "audio_t0": float(arr["audio_t0"]),
+            # the audio clock moved by the model's zero: at lag L the model hears what lies at L + zero
+            "mel40": np.asarray(arr["mel40"], np.float32), "audio_t0": float(arr["audio_t0"]) - self.zero_ms / 1000.0,
             "stats": mel_stats(arr["mel40"]), "audio_cache": {},
         }
         if "v" in arr:  # embedded while the file was decoded (``models.stream``)

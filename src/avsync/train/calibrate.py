@@ -189,6 +189,27 @@ def calibration_bank(estimator, data_dir: Path, speakers: list[str] | None = Non
     return load_bank(recs, cache)
 
 
+def write_model_meta(model: str, updates: dict, out: Path | None = None) -> Path:
+    """Write a learned model's checkpoint with ``updates`` to its metadata: a checkpoint ``.pt`` to ``out``
+    (default: in place), or a shipped model (by name) in place, registered again with its ONNX export,
+    which carries the metadata, made again. Returns the path written."""
+    from avsync.models.checkpoint import register, registered_path, rewrite_meta
+    from avsync.models.registry import registry
+
+    is_file = model.endswith(".pt")
+    had_onnx = not is_file and bool(registry()[model].get("onnx"))
+    src = Path(model) if is_file else registered_path(model)
+    out = out or src
+    rewrite_meta(src, out, updates)
+    if out == src and not is_file:
+        register(out)  # a shipped model rewritten in place: record its new sha256
+        if had_onnx:
+            from avsync.models.onnx import export_shipped
+
+            export_shipped([model])
+    return out
+
+
 def main() -> None:
     import json
 
@@ -202,7 +223,6 @@ def main() -> None:
     a = ap.parse_args()
 
     from avsync.api import load_model
-    from avsync.models.checkpoint import register, registered_path, rewrite_meta
     from avsync.models.registry import registry, set_calibration
 
     from avsync.extract import mesh_every_for
@@ -213,17 +233,8 @@ def main() -> None:
     metrics = readings_metrics(readings)
     print(json.dumps({"metrics": metrics, "calibration": cal.to_dict()}, indent=1))
     if a.model.endswith(".pt") or a.model in registry():
-        had_onnx = not a.model.endswith(".pt") and bool(registry()[a.model].get("onnx"))
-        src = Path(a.model) if a.model.endswith(".pt") else registered_path(a.model)
-        out = a.out or src
         old = {k: v for k, v in est.meta.get("metrics", {}).items() if not k.startswith("val_") and k != "confidence_scale"}
-        rewrite_meta(src, out, {"calibration": cal.to_dict(), "metrics": {**old, **metrics}})
-        if out == src and not a.model.endswith(".pt"):
-            register(out)  # a shipped model rewritten in place: record its new sha256
-            if had_onnx:  # its ONNX export carries the metadata, the calibration with it: export it again
-                from avsync.models.onnx import export_shipped
-
-                export_shipped([a.model])
+        out = write_model_meta(a.model, {"calibration": cal.to_dict(), "metrics": {**old, **metrics}}, a.out)
         print(f"wrote {out}")
     else:
         set_calibration(a.model, cal.to_dict())

@@ -10,8 +10,9 @@ plus the constructor arguments of ``models.nets``) and a ``[train]`` table
    augments them, and optimises the family's loss;
 4. saves ``last.pt`` (model, optimiser, step, RNG) every ``save_every`` steps,
    so ``--resume`` continues where it stopped;
-5. validates with the real estimator on held-out speakers, calibrates the
-   confidence scale there, and writes the self-describing checkpoint.
+5. fits the model's zero on its GRID s1 clips (``train.zero``), validates with
+   the real estimator on held-out speakers, calibrates the confidence there,
+   and writes the self-describing checkpoint.
 
 It uses CUDA when present and DDP when launched by ``torchrun`` (one process
 per GPU; only rank 0 writes).
@@ -491,6 +492,17 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     final = out / f"{name}.pt"
     model.cpu()
     save_checkpoint(final, model, meta)
+    # zero: the model's reading of the training clips known to be in sync (``train.zero``), before validation
+    from avsync.train.zero import MIN_CLIPS, ZERO_CLIPS, ZERO_SPEAKER, measure_zero
+
+    in_sync = [c for c in bank if c.rec.speaker == ZERO_SPEAKER]
+    if len(in_sync) >= MIN_CLIPS:
+        pick = np.random.default_rng(0).choice(len(in_sync), min(ZERO_CLIPS, len(in_sync)), replace=False)
+        try:
+            meta["zero"] = measure_zero(estimator_from_file(final), [in_sync[i] for i in sorted(pick)])
+        except ValueError as exc:
+            meta["metrics"]["zero_error"] = str(exc)
+        save_checkpoint(final, model, meta)
     if val_bank or hold_bank:
         from avsync.train.calibrate import calibrate
 
@@ -505,7 +517,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
             meta["calibration"] = calibrate(readings).to_dict()
         except ValueError as exc:
             metrics["calibration_error"] = str(exc)
-        meta["metrics"] = metrics
+        meta["metrics"] = {**meta["metrics"], **metrics}
         save_checkpoint(final, model, meta)
     return final
 
