@@ -106,7 +106,8 @@ def main() -> None:
 
     est = load_model(a.model)
     if not hasattr(est, "meta"):
-        ap.error(f"{a.model} is not a learned model (its zero is not fitted here)")
+        ap.error(f"{a.model} is not a learned model: fit the zero of each learned model by name (a fusion's "
+                 "members carry their own)")
     zero = measure_zero(est, zero_bank(a.data, a.clips, mesh_every=mesh_every_for(est)))
     print(json.dumps(zero, indent=1))
     if not a.dry_run:
