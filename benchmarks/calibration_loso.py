@@ -50,7 +50,7 @@ def rows_for(model: str, mesh_every: int, data: Path, workdir: Path) -> tuple[li
     from avsync.api import load_model
     from avsync.sync.confidence import fit_calibration
     from avsync.train.cache import build_cache, manifest_clips
-    from avsync.train.calibrate import CALIBRATION_SPEAKERS, read_bank
+    from avsync.train.calibrate import CALIBRATION_SPEAKERS, consensus_offsets, read_bank
     from avsync.train.loop import load_bank
 
     est = load_model(model)
@@ -59,33 +59,41 @@ def rows_for(model: str, mesh_every: int, data: Path, workdir: Path) -> tuple[li
     cache = workdir / f"calibration-cache-mesh{mesh_every}"
     recs = build_cache([r for r in manifest_clips(data, ("train",)) if r.speaker in speakers], cache,
                        mesh_every=mesh_every)
-    r = read_bank(est, load_bank(recs, cache))
-    right, x, whole = r.right(), r.features, r.whole
+    bank = load_bank(recs, cache)
+    r = read_bank(est, bank)
+    own = consensus_offsets(r, bank, name=model)
+    x, whole = r.features, r.whole
     spk = np.array([r.speakers[c] for c in r.clip])
+    rules = {"referees agree": r.right({c: v["offset"] for c, v in own.items()}),
+             "model alone (≤ 3 frames)": r.right()}
+    right = rules["referees agree"]
     info = {"readings": len(right), "right": float(right.mean()), "whole": int(whole.sum()),
             "speakers": len(set(spk)), "clips": len(recs)}
     out = []
     per_speaker = []
-    for l2 in L2S:
-        p = np.zeros(len(right))
-        for s in np.unique(spk):
-            m = spk == s
-            p[m] = fit_calibration(x[~m], right[~m], l2=l2).probability(x[m])
-            if l2 == L2S[0]:
-                mw = m & whole
-                med = f"{np.median(r.error[mw]):+.1f}" if mw.any() else "n/a"
-                per_speaker.append(f"| {mesh_every} | {s} | {int(m.sum())} | {right[m].mean():.0%} | {med} | "
-                                   f"{at_mark(p[m], right[m])[1]} |")
-        sa, ra = at_mark(p, right)
-        sw, rw = at_mark(p[whole], right[whole])
-        out.append(f"| {mesh_every} | left-out speaker, L2 {l2:g} | {sa:.1%} | {ra} | {sw:.1%} | {rw} |")
+    for rule, right in rules.items():
+        for l2 in L2S:
+            p = np.zeros(len(right))
+            for s in np.unique(spk):
+                m = spk == s
+                p[m] = fit_calibration(x[~m], right[~m], l2=l2).probability(x[m])
+                if l2 == L2S[0] and rule == "referees agree":
+                    mw = m & whole
+                    med = f"{np.median(r.error[mw]):+.1f}" if mw.any() else "n/a"
+                    offs = sorted({round(own[int(c)]["offset"], 1) for c in np.unique(r.clip[m])})
+                    per_speaker.append(f"| {mesh_every} | {s} | {int(m.sum())} | {right[m].mean():.0%} | {med} | "
+                                       f"{', '.join(f'{o:+.1f}' for o in offs)} | {at_mark(p[m], right[m])[1]} |")
+            sa, ra = at_mark(p, right)
+            sw, rw = at_mark(p[whole], right[whole])
+            out.append(f"| {mesh_every} | {rule} | left-out speaker, L2 {l2:g} | {sa:.1%} | {ra} | {sw:.1%} | {rw} |")
     if est.calibration is not None:
+        right = rules["referees agree"]
         p = est.calibration.probability(x)
         sa, ra = at_mark(p, right)
         sw, rw = at_mark(p[whole], right[whole])
         fitted = (est.calibration.fitted_on or {}).get("mesh_every", 1)
-        out.append(f"| {mesh_every} | shipped calibration (fitted with landmarks every {fitted}) | {sa:.1%} | {ra} | "
-                   f"{sw:.1%} | {rw} |")
+        out.append(f"| {mesh_every} | referees agree | shipped calibration (fitted with landmarks every {fitted}) | "
+                   f"{sa:.1%} | {ra} | {sw:.1%} | {rw} |")
     info["per_speaker"] = per_speaker
     return out, info
 
@@ -99,6 +107,8 @@ def main(argv=None) -> int:
                     / "avsync-bench")
     ap.add_argument("--output", type=Path, default=REPO / "docs" / "CALIBRATION.md")
     args = ap.parse_args(argv)
+    from avsync.train.calibrate import REFEREES
+
     t0 = time.time()
     rows, infos = [], {}
     for m in [int(v) for v in args.mesh_every.split(",")]:
@@ -128,15 +138,19 @@ def main(argv=None) -> int:
                      for m, i in infos.items()) + ".",
          f"- **Reading:** *left-out speaker* fits the calibration (logistic, `sync.confidence.fit_calibration`) on "
          f"all speakers but one and reads that one, for each in turn. Right = within ±1.5 frames of the clip's "
-         f"own offset, as the calibration counts it. Reliable = confidence ≥ {RELIABLE:g}.\n",
-         "| landmarks every N frames | calibration | share marked reliable | right among them | "
+         f"own offset. *Own offset from*: **referees agree** (the calibration's rule, `train.calibrate."
+         f"consensus_offsets`: the median whole-clip reading of the model and the shipped referees "
+         f"{', '.join(f'`{m}`' for m in REFEREES)} not trained on the clip, where most of them agree within "
+         f"±1.5 frames, else 0) or **model alone** (the rule before it: the model's own median whole-clip error, "
+         f"trusted up to 3 frames). Reliable = confidence ≥ {RELIABLE:g}.\n",
+         "| landmarks every N frames | own offset from | calibration | share marked reliable | right among them | "
          "whole-clip share marked | whole-clip right among them |",
-         "|---|---|---:|---:|---:|---:|", *rows, "",
-         f"Per left-out speaker (L2 {L2S[0]:g}, the calibration's own). *Whole-clip error* is the median signed "
-         "error of its whole-clip readings in frames; a clip whose own offset comes out beyond 3 frames is not "
-         "trusted to have one, and its readings must then be right in absolute terms.\n",
-         "| landmarks every N frames | speaker | readings | right | whole-clip error (frames) | right among those "
-         "marked reliable |", "|---|---|---:|---:|---:|---:|",
+         "|---|---|---|---:|---:|---:|---:|", *rows, "",
+         f"Per left-out speaker (referees agree, L2 {L2S[0]:g}, the calibration's own). *Whole-clip error* is the "
+         "median signed error of the model's whole-clip readings in frames; *own offset* is what the referees "
+         "agreed on for the speaker's clips (0: no agreement, so the readings must be right in absolute terms).\n",
+         "| landmarks every N frames | speaker | readings | right | whole-clip error (frames) | own offset (frames) | "
+         "right among those marked reliable |", "|---|---|---:|---:|---:|---|---:|",
          *[row for i in infos.values() for row in i["per_speaker"]], ""]
     args.output.write_text("\n".join(L) + "\n")
     print(f"wrote {args.output}")

@@ -147,3 +147,44 @@ def test_calibration_on_real_held_out_readings_ranks_right_answers_higher(tmp_pa
     assert p[right].mean() > p[~right].mean() + 0.1
     assert cal.fitted_on["readings"] == len(right) and set(cal.fitted_on["speakers"]) == want
     assert cal.fitted_on["mesh_every"] == 1 and calibrate(r, mesh_every=2).fitted_on["mesh_every"] == 2
+
+
+def test_consensus_needs_most_readers_within_a_frame_and_a_half():
+    from avsync.train.calibrate import consensus
+
+    assert consensus([-3.0, -3.1, -2.8, -3.1]) == pytest.approx(-3.05)  # all agree: the source is off
+    assert consensus([-6.4, 1.6, 9.5, 1.4]) is None  # two of four is no majority: one reader's own misreading
+    assert consensus([0.5, 0.2]) == pytest.approx(0.35)
+    assert consensus([0.3, 2.6, 8.6]) is None  # median 2.6: only 0.3 is off by more, 8.6 too; 1 of 3
+    assert consensus([1.0, 2.0, 9.0]) == pytest.approx(2.0)  # two of three
+    assert consensus([4.0]) is None and consensus([np.nan, 1.0]) is None  # one reader is no consensus
+
+
+def test_calibration_labels_follow_the_offset_the_referees_agree_on():
+    """A clip that every reader sees 3 frames off counts its readings at -3 as right; a clip one model alone
+    misreads by 6 frames at every trial offset (so its own median would call that the source's offset)
+    counts them wrong."""
+    from avsync.train.calibrate import Readings, calibrate
+
+    rng = np.random.default_rng(0)
+    n = 60
+    clip = np.repeat([0, 1, 2], n)
+    err = np.concatenate([rng.normal(-3.0, 0.3, n), rng.normal(-6.4, 0.3, n), rng.normal(0.0, 0.3, n)])
+    err[2 * n : 2 * n + 20] += 8.0  # some misreadings on the in-sync clip
+    feats = rng.normal(0, 1, (3 * n, 3))
+    r = Readings(clip, np.zeros(3 * n), np.ones(3 * n), np.ones(3 * n, bool), err, feats, ["a", "b", "c"])
+    own = {0: {"readers": {"m": -3.0, "r1": -3.1}, "offset": -3.0}, 1: {"readers": {"m": -6.4, "r1": 1.6}, "offset": 0.0},
+           2: {"readers": {"m": 0.0, "r1": 0.1}, "offset": 0.0}}
+    right = r.right({c: v["offset"] for c, v in own.items()})
+    assert right[:n].all() and not right[n : 2 * n].any() and right[2 * n :].sum() == n - 20
+    assert r.right()[n : 2 * n].sum() == 0  # the model-alone rule: -6.4 is beyond 3 frames, so absolute
+    cal = calibrate(r, own=own)
+    assert cal.fitted_on["readings"] == 3 * n and cal.fitted_on["right"] == pytest.approx(right.mean())
+    assert cal.fitted_on["readers_frames"]["b#1"] == {"m": -6.4, "r1": 1.6} and "referees" in cal.fitted_on["rule"]
+
+
+def test_shipped_default_is_calibrated_on_offsets_its_referees_agree_on():
+    from avsync.api import default_model, load_model
+
+    fitted = load_model(default_model()).calibration.fitted_on
+    assert "referees" in fitted["rule"] and len(fitted["readers_frames"]) == fitted["clips"]

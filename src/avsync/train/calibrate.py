@@ -7,11 +7,19 @@ clip, or a stretch of it from 0.6 s to its whole length, with its audio
 shifted by k frames as the protocol does (trimmed, never padded). Each reading
 gives the curve features of ``sync.confidence`` and an error in frames. A
 reading is *right* when its error is within ±1.5 frames of the clip's own
-offset: the median error of the clip's whole-length readings, which is how
-the benchmark protocol's shift-consistent accuracy treats sources that are a
-few frames off on their own. A clip whose own offset comes out beyond 3
-frames is not trusted to have one: its readings must then be right in
-absolute terms.
+offset, which is how the benchmark protocol's shift-consistent accuracy treats
+sources that are a few frames off on their own.
+
+A clip's own offset is what independent readers agree on (``consensus_offsets``):
+each of the ``REFEREES`` (shipped models that read mouth pixels or lip landmarks,
+trained on different speakers) and the model being calibrated reads the clip's
+whole-length trials, and the median of their readings is the clip's offset when
+most of them lie within ±1.5 frames of it. Where they do not agree the clip is
+taken to be in sync, and its readings must be right in absolute terms. So a model
+that misreads one face by the same amount at every trial offset (which its own
+median error would call the source's offset) is still counted wrong there, and a
+source that really is a few frames off does not count against a model that reads
+it so. Referees trained on a clip's speaker do not vote on that clip.
 
 A learned model's calibration is written into a copy of its checkpoint
 (``--out``; ship it with ``avsync.train.ship``), or into a shipped model in place
@@ -44,8 +52,12 @@ CALIBRATION_SPEAKERS = (
 OFFSETS = (-12, -8, -5, -3, -1, 0, 1, 3, 5, 8, 12)
 #: Lengths (s) of the stretches read besides the whole clip.
 LENGTHS_S = (0.6, 1.0, 2.0, 4.0)
-#: Own offsets beyond this (frames) are not trusted (see module docstring).
+#: Own offsets beyond this (frames) are not trusted where a clip's own offset comes from the model's
+#: readings alone (``Readings.own_offsets``: validation metrics, and calibrating without referees).
 MAX_OWN_OFFSET = 3.0
+#: The shipped models whose readings decide a calibration clip's own offset (see module docstring): two
+#: visual inputs (mouth crops, lip landmarks), two training sets (24 speakers; GRID s1 and six others).
+REFEREES = ("pm-wild", "landmark-wild", "pm-small", "landmark-small")
 #: Within this many frames of the truth (or the clip's own offset) counts as right.
 RIGHT_FRAMES = 1.5
 
@@ -76,20 +88,61 @@ class Readings:
     features: np.ndarray  # (N, 3) curve features
     speakers: list
 
-    def right(self) -> np.ndarray:
-        """Whether each reading is right (see module docstring)."""
-        own = self.own_offsets()
+    def right(self, own: dict[int, float] | None = None) -> np.ndarray:
+        """Whether each reading is within ±1.5 frames of its clip's own offset: ``own`` (clip -> frames, e.g.
+        ``consensus_offsets``), else ``own_offsets``."""
+        own = self.own_offsets() if own is None else own
         ref = np.array([own.get(int(c), 0.0) for c in self.clip])
         return np.abs(self.error - ref) <= RIGHT_FRAMES
 
+    def whole_errors(self) -> dict[int, float]:
+        """Per clip: the median error (frames) of its whole-clip readings."""
+        return {int(c): float(np.median(self.error[(self.clip == c) & self.whole]))
+                for c in np.unique(self.clip[self.whole])}
+
     def own_offsets(self) -> dict[int, float]:
-        """Per clip: its own offset (frames), 0 where it is not trusted."""
-        out = {}
-        for c in np.unique(self.clip):
-            sel = (self.clip == c) & self.whole
-            med = float(np.median(self.error[sel])) if sel.any() else 0.0
-            out[int(c)] = med if abs(med) <= MAX_OWN_OFFSET else 0.0
-        return out
+        """Per clip, from this model's readings alone: its median whole-clip error, 0 beyond ``MAX_OWN_OFFSET``."""
+        med = self.whole_errors()
+        return {int(c): (med[int(c)] if abs(med.get(int(c), 0.0)) <= MAX_OWN_OFFSET else 0.0)
+                for c in np.unique(self.clip)}
+
+
+def consensus(values) -> float | None:
+    """The offset (frames) that most readers agree on: the median of ``values`` when more than half of them,
+    and at least two, lie within ±``RIGHT_FRAMES`` of it; else None."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
+    if len(v) < 2:
+        return None
+    m = float(np.median(v))
+    agree = int((np.abs(v - m) <= RIGHT_FRAMES).sum())
+    return m if agree >= 2 and agree * 2 > len(v) else None
+
+
+def consensus_offsets(readings: Readings, bank: list, referees=REFEREES, name: str | None = None) -> dict[int, dict]:
+    """Per clip of ``bank``: the readers' whole-clip median errors and the offset they agree on (0 where they do
+    not), as ``{clip: {"readers": {name: frames}, "offset": frames}}``. The readers are the model of
+    ``readings`` (as ``name``) and each referee not trained on the clip's speaker."""
+    from avsync.api import load_model
+
+    votes: dict[int, dict[str, float]] = {c: {} for c in range(len(bank))}
+    for c, e in readings.whole_errors().items():
+        votes[c][name or "self"] = e
+    for ref in referees:
+        if ref == name:
+            continue
+        est = load_model(ref)
+        trained = set((getattr(est, "training_summary", None) or {}).get("speakers", []))
+        sub = [i for i, c in enumerate(bank) if c.rec.speaker not in trained]
+        if not sub:
+            continue
+        r = read_bank(est, [bank[i] for i in sub], lengths_s=())
+        for c, e in r.whole_errors().items():
+            votes[sub[c]][ref] = e
+    out = {}
+    for c, v in votes.items():
+        agreed = consensus(list(v.values()))
+        out[c] = {"readers": {k: round(x, 2) for k, x in v.items()}, "offset": 0.0 if agreed is None else agreed}
+    return out
 
 
 def read_bank(estimator, bank: list, offsets=OFFSETS, lengths_s=LENGTHS_S, seed: int = 0,
@@ -146,20 +199,29 @@ def readings_metrics(r: Readings, prefix: str = "val") -> dict:
     return out
 
 
-def calibrate(readings: Readings, mesh_every: int = 1) -> Calibration:
+def calibrate(readings: Readings, mesh_every: int = 1, own: dict[int, dict] | None = None) -> Calibration:
     """Fit the confidence of one estimator on its readings; ``mesh_every``: how often the landmarks ran in
     the extraction the readings were made from (recorded, and ``detect`` then runs them so:
-    ``extract.mesh_every_for``)."""
-    right = readings.right()
-    own = readings.own_offsets()
+    ``extract.mesh_every_for``). ``own``: the clips' own offsets agreed by referees (``consensus_offsets``);
+    without it, each clip's own offset comes from the model's readings alone (``Readings.own_offsets``)."""
+    if own is not None:
+        offsets = {c: v["offset"] for c, v in own.items()}
+        rule = (f"right = within ±{RIGHT_FRAMES} frames of the clip's own offset: the median whole-clip reading "
+                f"of the model and the referees {list(REFEREES)} (those not trained on the clip) where most of them "
+                f"agree within ±{RIGHT_FRAMES} frames, else 0")
+    else:
+        offsets = readings.own_offsets()
+        rule = (f"right = within ±{RIGHT_FRAMES} frames of the clip's own offset (median whole-clip error, "
+                f"trusted up to ±{MAX_OWN_OFFSET:g} frames)")
+    right = readings.right(offsets)
     info = {
         "readings": int(len(right)), "right": float(right.mean()) if len(right) else None,
-        "speakers": sorted(set(readings.speakers)), "clips": len(readings.speakers),
-        "rule": f"right = within ±{RIGHT_FRAMES} frames of the clip's own offset (median whole-clip error, "
-                f"trusted up to ±{MAX_OWN_OFFSET:g} frames)",
-        "own_offsets_frames": {readings.speakers[c] + f"#{c}": round(v, 2) for c, v in own.items()},
+        "speakers": sorted(set(readings.speakers)), "clips": len(readings.speakers), "rule": rule,
+        "own_offsets_frames": {readings.speakers[c] + f"#{c}": round(v, 2) for c, v in offsets.items()},
         "lengths_s": [*LENGTHS_S, "whole"], "offsets": list(OFFSETS), "mesh_every": int(mesh_every),
     }
+    if own is not None:
+        info["readers_frames"] = {readings.speakers[c] + f"#{c}": v["readers"] for c, v in own.items()}
     if len(right) < 20 or right.all() or not right.any():
         raise ValueError(f"cannot calibrate on {len(right)} readings with {int(right.sum())} right")
     return fit_calibration(readings.features, right, info)
@@ -228,8 +290,9 @@ def main() -> None:
     from avsync.extract import mesh_every_for
 
     est = load_model(a.model)
-    readings = read_bank(est, calibration_bank(est, a.data, a.speakers))
-    cal = calibrate(readings, mesh_every=mesh_every_for(est))
+    bank = calibration_bank(est, a.data, a.speakers)
+    readings = read_bank(est, bank)
+    cal = calibrate(readings, mesh_every=mesh_every_for(est), own=consensus_offsets(readings, bank, name=a.model))
     metrics = readings_metrics(readings)
     print(json.dumps({"metrics": metrics, "calibration": cal.to_dict()}, indent=1))
     if a.model.endswith(".pt") or a.model in registry():

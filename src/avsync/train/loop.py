@@ -504,7 +504,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
             meta["metrics"]["zero_error"] = str(exc)
         save_checkpoint(final, model, meta)
     if val_bank or hold_bank:
-        from avsync.train.calibrate import calibrate
+        from avsync.train.calibrate import calibrate, consensus_offsets
 
         est = estimator_from_file(final)
         metrics, readings = validate(est, val_bank, list(tcfg["val_offsets"])) if val_bank else ({}, None)
@@ -514,7 +514,8 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
             readings = readings if val_bank else hold_readings
         # confidence: calibrated on held-out speakers (the main speaker's held-out clips only if there are none)
         try:
-            meta["calibration"] = calibrate(readings).to_dict()
+            own = consensus_offsets(readings, val_bank if val_bank else hold_bank)
+            meta["calibration"] = calibrate(readings, own=own).to_dict()
         except ValueError as exc:
             metrics["calibration_error"] = str(exc)
         meta["metrics"] = {**meta["metrics"], **metrics}

@@ -56,7 +56,7 @@ def add_fusion(name: str, weights: list[float] | None, data_dir: Path) -> dict:
     from avsync.api import available_models, load_model
     from avsync.models.registry import fusions, set_calibration
     from avsync.sync.fusion import JOIN
-    from avsync.train.calibrate import calibrate, calibration_bank, read_bank
+    from avsync.train.calibrate import calibrate, calibration_bank, consensus_offsets, read_bank
 
     members = name.split(JOIN)
     weights = weights or [1.0 / len(members)] * len(members)
@@ -67,7 +67,9 @@ def add_fusion(name: str, weights: list[float] | None, data_dir: Path) -> dict:
     data.setdefault("fusions", {})[name] = {"members": members, "weights": [float(w) for w in weights]}
     write_registry(data)
     fused = load_model(name)
-    cal = calibrate(read_bank(fused, calibration_bank(fused, data_dir)))
+    bank = calibration_bank(fused, data_dir)
+    readings = read_bank(fused, bank)
+    cal = calibrate(readings, own=consensus_offsets(readings, bank, name=name))
     set_calibration(name, cal.to_dict())
     return cal.to_dict()
 
