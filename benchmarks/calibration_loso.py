@@ -45,7 +45,7 @@ def at_mark(p: np.ndarray, right: np.ndarray) -> tuple[float, str]:
                                                    else "0/0")
 
 
-def rows_for(model: str, mesh_every: int, data: Path, workdir: Path) -> tuple[list[str], dict]:
+def rows_for(model: str, mesh_every: int, data: Path, workdir: Path, second: str = "") -> tuple[list[str], dict]:
     os.environ["AVSYNC_MESH_EVERY"] = str(mesh_every)
     from avsync.api import load_model
     from avsync.sync.confidence import fit_calibration
@@ -60,7 +60,7 @@ def rows_for(model: str, mesh_every: int, data: Path, workdir: Path) -> tuple[li
     recs = build_cache([r for r in manifest_clips(data, ("train",)) if r.speaker in speakers], cache,
                        mesh_every=mesh_every)
     bank = load_bank(recs, cache)
-    r = read_bank(est, bank)
+    r = read_bank(est, bank, second=load_model(second) if second else None)
     own = consensus_offsets(r, bank, name=model)
     x, whole = r.features, r.whole
     spk = np.array([r.speakers[c] for c in r.clip])
@@ -86,6 +86,17 @@ def rows_for(model: str, mesh_every: int, data: Path, workdir: Path) -> tuple[li
             sa, ra = at_mark(p, right)
             sw, rw = at_mark(p[whole], right[whole])
             out.append(f"| {mesh_every} | {rule} | left-out speaker, L2 {l2:g} | {sa:.1%} | {ra} | {sw:.1%} | {rw} |")
+    if r.support is not None:  # what a second opinion would add: its support of the answer as a fourth feature
+        right = rules["referees agree"]
+        xs = np.c_[x, r.support]
+        p = np.zeros(len(right))
+        for s in np.unique(spk):
+            m = spk == s
+            p[m] = fit_calibration(xs[~m], right[~m], l2=L2S[0]).probability(xs[m])
+        sa, ra = at_mark(p, right)
+        sw, rw = at_mark(p[whole], right[whole])
+        out.append(f"| {mesh_every} | referees agree | left-out speaker, L2 {L2S[0]:g}, + `{second}`'s support of the "
+                   f"answer (not shipped) | {sa:.1%} | {ra} | {sw:.1%} | {rw} |")
     if est.calibration is not None:
         right = rules["referees agree"]
         p = est.calibration.probability(x)
@@ -102,6 +113,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="pm-wild")
     ap.add_argument("--mesh-every", default="1,2", help="landmark rates to read with (comma-separated)")
+    ap.add_argument("--second", default="landmark-wild",
+                    help="also measure a second model's support of each answer as a fourth calibration feature "
+                         "(sync.confidence.support_z; '' for none)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
                     / "avsync-bench")
@@ -114,8 +128,8 @@ def main(argv=None) -> int:
     for m in [int(v) for v in args.mesh_every.split(",")]:
         # one process per rate: the model and its settings load once per process
         code = ("import sys, json; sys.path.insert(0, %r); import calibration_loso as c; from pathlib import Path; "
-                "rows, info = c.rows_for(%r, %d, Path(%r), Path(%r)); print(json.dumps([rows, info]))"
-                % (str(Path(__file__).parent), args.model, m, str(args.data), str(args.workdir)))
+                "rows, info = c.rows_for(%r, %d, Path(%r), Path(%r), %r); print(json.dumps([rows, info]))"
+                % (str(Path(__file__).parent), args.model, m, str(args.data), str(args.workdir), args.second))
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
         import json
@@ -142,7 +156,9 @@ def main(argv=None) -> int:
          f"consensus_offsets`: the median whole-clip reading of the model and the shipped referees "
          f"{', '.join(f'`{m}`' for m in REFEREES)} not trained on the clip, where most of them agree within "
          f"±1.5 frames, else 0) or **model alone** (the rule before it: the model's own median whole-clip error, "
-         f"trusted up to 3 frames). Reliable = confidence ≥ {RELIABLE:g}.\n",
+         f"trusted up to 3 frames). Reliable = confidence ≥ {RELIABLE:g}. The row *+ support* measures what a "
+         f"second opinion would add (not shipped): the calibration with a fourth feature, how well `{args.second}`'s "
+         "curve of the same stretch backs the answer (`sync.confidence.support_z`).\n",
          "| landmarks every N frames | own offset from | calibration | share marked reliable | right among them | "
          "whole-clip share marked | whole-clip right among them |",
          "|---|---|---|---:|---:|---:|---:|", *rows, "",

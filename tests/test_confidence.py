@@ -188,3 +188,14 @@ def test_shipped_default_is_calibrated_on_offsets_its_referees_agree_on():
 
     fitted = load_model(default_model()).calibration.fitted_on
     assert "referees" in fitted["rule"] and len(fitted["readers_frames"]) == fitted["clips"]
+
+
+def test_support_is_high_where_a_second_curve_peaks_at_the_answer():
+    from avsync.sync.confidence import support_z
+
+    other = _curve(0.12, 0.1)
+    assert support_z(LAGS, other, 0.12, FPS) > 3.0
+    assert support_z(LAGS, other, 0.12 + 1.0 / FPS, FPS) > 3.0  # within a frame still backs it
+    assert support_z(LAGS, other, -0.3, FPS) < 1.0
+    assert support_z(LAGS, np.full(len(LAGS), np.nan), 0.12, FPS) == 0.0
+    assert support_z(LAGS, np.ones(len(LAGS)), 0.12, FPS) == 0.0

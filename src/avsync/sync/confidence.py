@@ -47,6 +47,20 @@ def curve_features(lags: np.ndarray, scores: np.ndarray, best: int, exclude_s: f
     return np.array([prom / sd, (float(s[best]) - float(np.median(s[ok]))) / sd, log_s])
 
 
+def support_z(lags: np.ndarray, scores: np.ndarray, lag_s: float, fps: float) -> float:
+    """How well another estimator's curve backs an answer: its best score within ±1 frame of ``lag_s``, above its
+    own median in units of its own spread (0 where that curve is flat or empty). A second opinion from a model
+    that reads other evidence (lip landmarks beside mouth pixels) is high where it agrees with the answer."""
+    s = np.asarray(scores, dtype=np.float64)
+    lags = np.asarray(lags, dtype=np.float64)
+    ok = np.isfinite(s)
+    near = ok & (np.abs(lags - lag_s) <= 1.0 / fps + 1e-9)
+    if ok.sum() < 3 or not near.any():
+        return 0.0
+    sd = float(s[ok].std())
+    return 0.0 if sd <= 1e-12 else float((s[near].max() - float(np.median(s[ok]))) / sd)
+
+
 def evidence_seconds(found: np.ndarray, times: np.ndarray, speech: np.ndarray, audio_t0: float, rate: float) -> float:
     """Seconds of video where the face is seen while the audio holds speech.
 

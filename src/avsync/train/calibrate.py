@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from avsync.audio.features import E2E_MEL
-from avsync.sync.confidence import Calibration, curve_features, evidence_seconds, fit_calibration
+from avsync.sync.confidence import Calibration, curve_features, evidence_seconds, fit_calibration, support_z
 from avsync.sync.offset import lag_grid, read_curve
 from avsync.sync.speech import speech_mask
 
@@ -87,6 +87,8 @@ class Readings:
     error: np.ndarray  # frames: reading - k
     features: np.ndarray  # (N, 3) curve features
     speakers: list
+    #: (N,) a second estimator's ``support_z`` of each answer, where ``read_bank`` was given one (measurements)
+    support: np.ndarray | None = None
 
     def right(self, own: dict[int, float] | None = None) -> np.ndarray:
         """Whether each reading is within ±1.5 frames of its clip's own offset: ``own`` (clip -> frames, e.g.
@@ -146,8 +148,9 @@ def consensus_offsets(readings: Readings, bank: list, referees=REFEREES, name: s
 
 
 def read_bank(estimator, bank: list, offsets=OFFSETS, lengths_s=LENGTHS_S, seed: int = 0,
-              stretches_per_length: int = 2) -> Readings:
-    """Readings of ``estimator`` on every clip of ``bank`` (``train.loop.Clip``), trial by trial."""
+              stretches_per_length: int = 2, second=None) -> Readings:
+    """Readings of ``estimator`` on every clip of ``bank`` (``train.loop.Clip``), trial by trial; with ``second``
+    (another estimator), also how well its curve of each stretch backs the answer (``Readings.support``)."""
     from avsync.api import RIVAL_EXCLUSION_FRAMES
     from avsync.train.loop import shift_arrays
 
@@ -180,12 +183,15 @@ def read_bank(estimator, bank: list, offsets=OFFSETS, lengths_s=LENGTHS_S, seed:
                     continue
                 ev = evidence_seconds(arr["found"], arr["times"], speech_mask(arr["mel40"]), float(arr["audio_t0"]),
                                       E2E_MEL.fps)
-                rows.append((ci, k, (b - a) / fps, whole, r.lag_s * fps - k, curve_features(lags, curve, r.index, excl, ev)))
+                sup = (support_z(lags, second.file_curve(second.prepare_arrays(arr), lags, fps), r.lag_s, fps)
+                       if second is not None else np.nan)
+                rows.append((ci, k, (b - a) / fps, whole, r.lag_s * fps - k, curve_features(lags, curve, r.index, excl, ev),
+                             sup))
     if not rows:
         return Readings(*(np.zeros(0) for _ in range(5)), np.zeros((0, 3)), [c.rec.speaker for c in bank])
-    ci, k, sec, whole, err, feats = zip(*rows)
+    ci, k, sec, whole, err, feats, sup = zip(*rows)
     return Readings(np.array(ci), np.array(k), np.array(sec), np.array(whole, bool), np.array(err), np.stack(feats),
-                    [c.rec.speaker for c in bank])
+                    [c.rec.speaker for c in bank], np.array(sup) if second is not None else None)
 
 
 def readings_metrics(r: Readings, prefix: str = "val") -> dict:
