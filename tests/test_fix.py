@@ -252,6 +252,21 @@ def test_cli_fix_applies_a_reliable_detection_without_force(cli, trial_factory, 
     assert after.in_sync and abs(after.offset_ms) <= frame_ms, after.sentence()
 
 
+def test_cli_fix_refuses_an_unreliable_detection_without_force(cli, tmp_path):
+    """Where the lips and the voice barely agree (a short LRS3 face crop the default model cannot read), `fix`
+    without --force writes nothing and says why on one line (exit 13); with --force it applies the guess."""
+    src = clip_path("dev/filby89__spectre__samples__LRS3__OzA6jRYjVQs_00004.mp4")
+    before = sha256(src)
+    dst = tmp_path / "fixed.mp4"
+    proc = cli("fix", src, "-o", dst)
+    line = assert_cli_error(proc, 13)
+    assert line.startswith("avsync: not writing a correction:") and "--force" in line
+    assert not dst.exists() and list(tmp_path.iterdir()) == [] and sha256(src) == before
+    forced = cli("fix", src, "-o", dst, "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    assert dst.is_file() and not json.loads(forced.stdout)["detected"]["reliable"]
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_output_follows_the_umask(work_copy, umask):
     """mkstemp makes 0600 files; the renamed output must get what a new file gets under the user's umask."""
