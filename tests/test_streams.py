@@ -80,3 +80,27 @@ def test_variable_frame_rate_keeps_the_reading(tmp_path, reference):
     vfr = v[:half] + v[half::2]
     r = avsync.detect(write(tmp_path / "vfr.mkv", vfr, 25, read_audio(clip_path(CLIP))))
     assert abs(r.offset_ms - reference.offset_ms) <= 40.0, (r.offset_ms, reference.offset_ms)
+
+
+@pytest.mark.parametrize("timeline", [None, {"kind": "linear", "offset_ms": 40.0, "drift_ms_per_min": 0.0,
+                                             "change_points_s": [], "pieces": [], "span_s": [0.0, 6.0]}], ids=["shift", "warp"])
+def test_fix_fills_a_hole_in_the_audio_with_silence_and_keeps_what_follows_at_its_time(tmp_path, timeline):
+    """A file whose audio stream jumps over 2 s (no packets there) comes out of `fix` with silence of that length
+    in the hole, and every other sample where the shift puts it: the audio after the hole stays with its lips."""
+    src = clip_path(CLIP)
+    v = read_video(src)
+    a = np.clip(read_audio(src)[: 6 * RATE], -1, 1)  # as mediagen writes it (s16)
+    hole = (1.024, 3.072)  # whole 4096-sample packets of mediagen's
+    holed = write(tmp_path / "audio_hole.mkv", v[:150], fps_of(v), a, audio_hole=hole)
+    out = tmp_path / "fixed.mkv"
+    avsync.correct(holed, out, offset_ms=40.0, timeline=timeline)
+    got = read_audio(out)
+    shift = int(round(0.040 * RATE))  # advanced by 40 ms: output sample j is input sample j + shift
+    want = a[shift:].copy()
+    h0, h1 = int(hole[0] * RATE) - shift, int(hole[1] * RATE) - shift
+    want[h0:h1] = 0.0
+    assert len(got) == pytest.approx(len(a), abs=shift + 1)  # the hole kept its length (the shift pads the end)
+    n = min(len(got), len(want)) - 2 * RATE // 10
+    assert np.abs(got[h0:h1]).max() == 0.0
+    # what follows the hole is where it belongs, to the sample (PCM: lossless, up to the s16 rounding)
+    assert np.abs(got[h1:n] - want[h1:n]).max() < 2e-4 and np.abs(got[:h0] - want[:h0]).max() < 2e-4

@@ -26,7 +26,7 @@ import numpy as np
 
 from avsync.correct.warp import AudioWarp, WarpPlan
 from avsync.errors import NoAudioError, OutputError, TruncatedMediaError, UsageError
-from avsync.media.decode import MAX_DAMAGED_SHARE, _ffmsg, _url, is_truncated, open_input, probe
+from avsync.media.decode import AUDIO_GAP_S, MAX_DAMAGED_SHARE, _ffmsg, _url, is_truncated, open_input, probe
 from avsync.util import atomic_output, fit_bytes, merge_spans, name_max
 
 #: Codecs we re-encode audio into when the source codec has no encoder here.
@@ -139,6 +139,8 @@ class _AudioShifter:
         self.to_drop = max(0, shift_samples)
         self.hold_back = max(0, -shift_samples)
         self.next_pts: int | None = None
+        self.start_s: float | None = None  # the first decoded frame's time
+        self.fed = 0  # input samples taken since then: decoded, concealed and filled holes
 
     def _silence(self, n: int) -> av.AudioFrame:
         dtype = _SAMPLE_DTYPE[self.format.rstrip("p")]
@@ -158,6 +160,30 @@ class _AudioShifter:
         frame.pts = None
         self.fifo.write(frame)
 
+    def _hole(self, frame: av.AudioFrame | None) -> int:
+        """Samples missing before ``frame``: a hole in the stream (the frame starts more than ``AUDIO_GAP_S``
+        after the audio so far ends) is filled with silence of its length, as ``detect`` and players do, so what
+        follows stays at its own time. Counts the frame as taken."""
+        if frame is None:
+            return 0
+        n = 0
+        if self.start_s is None:
+            self.start_s = float(frame.time) if frame.time is not None else 0.0
+        elif frame.time is not None:
+            gap = int(round((float(frame.time) - self.start_s) * self.rate)) - self.fed
+            n = gap if gap > AUDIO_GAP_S * self.rate else 0
+        self.fed += n + frame.samples
+        return n
+
+    def _fill(self, n: int) -> None:
+        """``n`` samples of silence in the input's place (lost or missing audio)."""
+        if self.to_drop:
+            dropped = min(n, self.to_drop)
+            self.to_drop -= dropped
+            n -= dropped
+        if n:
+            self._push(self._silence(n))
+
     def feed(self, frame: av.AudioFrame | None):
         """Take a decoded frame (None at the end); return packets to mux."""
         if frame is not None and self.next_pts is None:
@@ -165,6 +191,9 @@ class _AudioShifter:
             self.next_pts = int(round(t * self.rate))
             if self.shift < 0:
                 self._push(self._silence(-self.shift))
+        hole = self._hole(frame)
+        if hole:
+            self._fill(hole)
         for rf in self.resampler.resample(frame):
             if self.to_drop:
                 if rf.samples <= self.to_drop:
@@ -182,12 +211,8 @@ class _AudioShifter:
         """A packet of ``n`` samples that could not be decoded: silence of its length keeps the timing."""
         if self.next_pts is None or n <= 0:  # nothing decoded yet: the first good frame sets the start
             return []
-        if self.to_drop:
-            dropped = min(n, self.to_drop)
-            self.to_drop -= dropped
-            n -= dropped
-        if n:
-            self._push(self._silence(n))
+        self.fed += n
+        self._fill(n)
         return self._encode(False)
 
     def _encode(self, final: bool):
@@ -220,6 +245,10 @@ class _AudioWarper(_AudioShifter):
         self.warp: AudioWarp | None = None
         self.plan: WarpPlan | None = None
 
+    def _fill(self, n: int) -> None:
+        """Lost or missing input goes through the warp like the audio around it (it sits in the input's time)."""
+        self._emit(self.warp.push(np.zeros((n, self.channels), np.float32)))
+
     def _emit(self, block: np.ndarray) -> None:
         if len(block):
             f = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.reshape(1, -1)), format="flt",
@@ -236,6 +265,9 @@ class _AudioWarper(_AudioShifter):
             self.warp = AudioWarp(self.plan, self.rate, self.channels)
         if self.warp is None:  # the stream held no audio at all
             return self._encode(frame is None)
+        hole = self._hole(frame)
+        if hole:
+            self._fill(hole)
         for rf in self.to_float.resample(frame):
             self._emit(self.warp.push(rf.to_ndarray().reshape(-1, self.channels)))
         if frame is None:
