@@ -155,7 +155,7 @@ def test_consensus_needs_most_readers_within_a_frame_and_a_half():
     assert consensus([-3.0, -3.1, -2.8, -3.1]) == pytest.approx(-3.05)  # all agree: the source is off
     assert consensus([-6.4, 1.6, 9.5, 1.4]) is None  # two of four is no majority: one reader's own misreading
     assert consensus([0.5, 0.2]) == pytest.approx(0.35)
-    assert consensus([0.3, 2.6, 8.6]) is None  # median 2.6: only 0.3 is off by more, 8.6 too; 1 of 3
+    assert consensus([0.3, 2.6, 8.6]) is None  # median 2.6: 0.3 and 8.6 both lie over 1.5 frames from it; 1 of 3
     assert consensus([1.0, 2.0, 9.0]) == pytest.approx(2.0)  # two of three
     assert consensus([4.0]) is None and consensus([np.nan, 1.0]) is None  # one reader is no consensus
 
