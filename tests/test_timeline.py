@@ -117,3 +117,24 @@ def test_a_short_clip_with_one_wrong_reading_is_not_drift():
     s, e = np.array([0.0, 4.4, 8.48, 13.16]), np.array([4.4, 8.48, 13.16, 17.52])
     tl = fit_timeline(s, e, [-40.0, -35.0, -301.0, 9.0], [0.61, 0.84, 0.75, 0.88], FRAME_MS)
     assert tl.kind == "constant"
+
+
+def test_drift_across_cuts_with_per_shot_offsets_is_a_line():
+    # Readings of a drifting file cut from several sources: each shot sits up to a frame off on its own
+    # (as HDTF clips do), so they scatter by more than the half-frame floor of sigma. The line must
+    # still win, with its rate: sigma follows the readings' own scatter (reading_scatter).
+    from avsync.sync.timeline import reading_scatter
+
+    rng = np.random.default_rng(3)
+    frame = 40.0
+    bias = np.tile([30.0, -30.0], 6)  # shots from two sources in turn, each 0.75 frame off
+    t0 = np.repeat(np.arange(12) * 7.0, 2)
+    start, end = t0 + np.tile([0.0, 3.5], 12), t0 + np.tile([3.5, 7.0], 12)
+    mid = 0.5 * (start + end)
+    y = 60.0 * mid / 60.0 + np.repeat(bias, 2) + rng.normal(0, 8, len(mid))
+    assert reading_scatter(y) > 0.5 * frame
+    tl = fit_timeline(start, end, y, np.full(len(y), 0.8), frame)
+    assert tl.kind == "linear"
+    assert abs(tl.drift_ms_per_min - 60.0) < 0.2 * 60.0
+    flat = fit_timeline(start, end, y - mid, np.full(len(y), 0.8), frame)
+    assert flat.kind == "constant"

@@ -11,9 +11,16 @@ models of the offset over time compete:
 
 Segment readings have outliers (a short span is sometimes read wrong), so every
 fit is robust: a reading costs ``min((r / sigma)^2, 4)`` — a squared error in
-units of ``sigma`` (half a frame by default) that stops growing two sigmas out,
-so one wild reading can never buy a change point. Each reading is weighted by
-its confidence.
+units of ``sigma`` that stops growing two sigmas out, so one wild reading can
+never buy a change point. Each reading is weighted by its confidence.
+
+``sigma`` is half a frame, or the scatter the readings themselves show if that is
+larger (``reading_scatter``: the spread of the differences between consecutive
+readings, which neither a steady drift nor a few jumps move). Real footage read
+across cuts scatters by more than half a frame from shot to shot (each shot, or
+each source, sits a little off on its own); with a fixed half-frame sigma almost
+every reading of a drifting file then costs the cap under any model, the line
+gains nothing by following the drift, and a staircase of pieces wins instead.
 
 **The criterion** (stated, so that it can be checked): the model with the
 smallest ``cost + penalty * parameters`` wins, where cost is the weighted sum
@@ -47,6 +54,10 @@ MIN_READINGS_PER_PIECE = 2
 #: over a short clip cannot tell it from one wrong reading.
 MIN_READINGS_LINEAR = 6
 MIN_DRIFT_SPAN_S = 30.0
+
+#: The scatter of the readings is measured from this many readings on (fewer
+#: consecutive differences cannot tell scatter from a jump).
+MIN_READINGS_SCATTER = MIN_READINGS_LINEAR
 
 #: Floor on a reading's weight, so a low-confidence reading still counts a little.
 MIN_WEIGHT = 0.05
@@ -149,6 +160,20 @@ def _line(t: np.ndarray, y: np.ndarray, w: np.ndarray, sigma_ms: float) -> tuple
     return float(icpt), float(slope)
 
 
+def reading_scatter(y: np.ndarray) -> float:
+    """Robust standard deviation of one reading (ms), from consecutive readings' differences.
+
+    ``1.4826 * median |y[i+1] - y[i]| / sqrt(2)``: the MAD of the differences,
+    scaled to a Gaussian's sigma; a drift moves each difference by a fraction of
+    a frame and a jump moves only one difference, so neither inflates it. NaN
+    with fewer than ``MIN_READINGS_SCATTER`` readings.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < MIN_READINGS_SCATTER:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(np.diff(y))) / np.sqrt(2.0))
+
+
 def _split_cost(y: np.ndarray, w: np.ndarray, sigma_ms: float) -> float:
     return robust_cost(y - _level(y, w, sigma_ms), w, sigma_ms)
 
@@ -216,7 +241,8 @@ def fit_timeline(
 
     ``start_s``, ``end_s``: each segment's span; ``offset_ms``: its reading (NaN
     or None: no reading); ``confidence``: its weight in [0, 1]. ``frame_ms`` sets
-    the scale: sigma is ``sigma_frames`` frames, and a line or a jump must amount to
+    the scale: sigma is ``sigma_frames`` frames or the readings' own scatter
+    (``reading_scatter``), whichever is larger, and a line or a jump must amount to
     at least one frame to be preferred over a constant.
     """
     s = np.asarray(start_s, dtype=np.float64)
@@ -231,7 +257,8 @@ def fit_timeline(
     t = 0.5 * (s + e)
     w = np.clip(np.nan_to_num(c, nan=0.0), MIN_WEIGHT, 1.0)
     n = len(y)
-    sigma = sigma_frames * frame_ms
+    scatter = reading_scatter(y)
+    sigma = max(sigma_frames * frame_ms, scatter if np.isfinite(scatter) else 0.0)
     penalty = max(2.0, float(np.log(n)))
     first, last = float(s[0]), float(e[-1])
 
