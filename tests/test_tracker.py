@@ -97,6 +97,39 @@ def test_crops_from_yuv_regions_match_the_whole_frame_conversion():
             assert np.array_equal(crops[i], whole)
 
 
+def test_network_input_sampled_from_the_planes_matches_the_whole_frame_warp():
+    """``Picture.sample`` resamples the landmark network's input from Y, U and V without converting the
+    face region: the image is the whole-frame warp's to within rounding and chroma placement, outside the
+    frame it is black, and the landmarks found on it are those found on the whole-frame warp."""
+    from avsync.face.landmark_model import INPUT_SIDE, ROI_SCALE, LandmarkModel, roi_matrix
+    from avsync.face.tracker import Picture
+
+    key, _, rgb = _track_of(clip_path(PORTRAIT))
+    with av.open(str(clip_path(PORTRAIT))) as c:
+        frames = [f for _, f in zip(range(41), c.decode(video=0))]
+    lm = LandmarkModel()
+    for i in (0, 17, 40):
+        cx, cy = np.nanmean(key[i][:, :2], axis=0)
+        side = 2.5 * float(np.ptp(key[i][:, 0]))
+        for angle in (0.0, 0.3):
+            m = roi_matrix(cx, cy, side * ROI_SCALE, angle)
+            whole = cv2.warpAffine(rgb[i], m, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT)
+            planes = Picture.of(frames[i]).sample(m, (INPUT_SIDE, INPUT_SIDE))
+            assert planes.shape == whole.shape and planes.dtype == np.uint8
+            diff = np.abs(planes.astype(int) - whole)
+            assert diff.mean() < 2.0 and np.percentile(diff, 99) <= 12
+            a, _ = lm.run(lambda mm, sz: cv2.warpAffine(rgb[i], mm, sz, flags=cv2.INTER_LINEAR,
+                                                        borderMode=cv2.BORDER_CONSTANT), cx, cy, side, angle)
+            b, _ = lm.run(Picture.of(frames[i]).sample, cx, cy, side, angle)
+            iod = float(np.hypot(*(a[263, :2] - a[33, :2])))
+            assert np.abs(a[:, :2] - b[:, :2]).mean() < 0.005 * iod
+    # a region reaching past the frame's corner is black there, as the whole-frame warp is
+    m = roi_matrix(0.0, 0.0, 200.0, 0.0)
+    corner = Picture.of(frames[0]).sample(m, (INPUT_SIDE, INPUT_SIDE))
+    assert corner[: INPUT_SIDE // 2 - 2, : INPUT_SIDE // 2 - 2].max() <= 2
+
+
 def test_mesh_on_every_other_frame_places_crops_from_interpolated_landmarks():
     """``mesh_every=2``: the frames between meshes keep a face (landmarks interpolated, close to the mesh's own)
     and a crop cut from their own pixels."""
