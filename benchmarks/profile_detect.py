@@ -111,8 +111,10 @@ def stage_costs(clip: Path, n: int = 200) -> list[tuple[str, float, str]]:
     from avsync.face.landmark_model import ROI_SCALE, roi_matrix
 
     m = roi_matrix(box[0], box[1], ROI_SCALE * box[2], angle)  # the region of FaceTracker._mesh
-    per_frame("face-region RGB + landmark region (`Picture.warp`, from YUV)",
+    per_frame("face-region RGB + landmark region (`Picture.warp`, from YUV; before `Picture.sample`)",
               lambda: [Picture.of(f).warp(m, (192, 192), cv2.INTER_LINEAR, cv2.BORDER_CONSTANT) for f in frames], n)
+    per_frame("landmark region resampled from the YUV planes (`Picture.sample`, what the tracker runs)",
+              lambda: [Picture.of(f).sample(m, (192, 192)) for f in frames], n)
     per_frame("whole-frame RGB + landmark region (`frame_to_rgb` then `warpAffine`)",
               lambda: [cv2.warpAffine(frame_to_rgb(f), m, (192, 192), flags=cv2.INTER_LINEAR) for f in frames], n)
     per_frame("face landmarks on one face (the network on LiteRT, region given)",

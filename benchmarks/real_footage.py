@@ -280,6 +280,19 @@ def slope_ms_per_min(segments: list[dict]) -> float | None:
     return float(b * 60.0)
 
 
+def fixed(media: Media, path: Path, r: dict) -> dict:
+    """``avsync.correct`` with the detected timeline, and the fixed file read again (a temporary file)."""
+    import avsync
+
+    out = media.dir / f".fixed-{path.stem}.mkv"
+    out.unlink(missing_ok=True)
+    try:
+        avsync.correct(path, out, offset_ms=r["offset_ms"], timeline=r["timeline"])
+        return detect(out)
+    finally:
+        out.unlink(missing_ok=True)
+
+
 def run_edits(media: Media, mode: str) -> list[Case]:
     cases = []
     for first, second, k in EDIT_PAIRS[mode]:
@@ -288,6 +301,7 @@ def run_edits(media: Media, mode: str) -> list[Case]:
                                         [media.trial(first, 0), media.trial(second, k)])
             r = detect(path)
             r["parts"] = [(starts[0], starts[1]), (starts[1], starts[1] + _n_frames(media.trial(second, k)) / 25.0)]
+            r["after"] = fixed(media, path, r)
             return r
 
         cases.append(measured("edit", f"{short(first)} (0) + {short(second)} ({k:+d})",
@@ -297,6 +311,7 @@ def run_edits(media: Media, mode: str) -> list[Case]:
             path = media.edited_audio(FRENCH, at_s, k)
             r = detect(path)
             r["parts"] = [(0.0, at_s), (at_s, _n_frames(path) / _fps(path))]
+            r["after"] = fixed(media, path, r)
             return r
 
         cases.append(measured("edit", f"french: {'+' if k > 0 else '-'}{abs(k)} frames of audio at {at_s:g} s",
@@ -376,8 +391,10 @@ def score_edit(c: Case) -> dict:
         mid = (a + b) / 2
         piece = next((p for p in tl.get("pieces", []) if p["start_s"] <= mid <= p["end_s"]), None)
         errs.append(None if piece is None else piece["offset_ms"] / (1000.0 / fps) - k)
+    after = c.result.get("after") or {}
+    fixed_err = [g["offset_ms"] / (1000.0 / fps) for g in after.get("segments", []) if g.get("offset_ms") is not None]
     return dict(kind=tl.get("kind"), kind_ok=tl.get("kind") == "piecewise", cp_err_s=cp_err, piece_err_frames=errs,
-                n_cps=len(cps))
+                n_cps=len(cps), fixed_err_frames=fixed_err, fixed_kind=(after.get("timeline") or {}).get("kind"))
 
 
 def score_drift(c: Case) -> dict:
@@ -457,7 +474,7 @@ def section(cases: dict, m: dict, cmdline: str, mode: str, total_s: float) -> st
              "tuned on these figures. ±1 frame means an error of at most 1.5 frame durations "
              "(`../shared/docs/benchmark-protocol.md`). Generated media are cached outside the repository.\n")
 
-    from avsync.sync.timeline import MIN_READINGS_PER_PIECE
+    from avsync.sync.timeline import CUT_CHANGE_PARAMS, MIN_READINGS_PER_PIECE
 
     # 1. edits
     ed = cases["edit"]
@@ -469,16 +486,20 @@ def section(cases: dict, m: dict, cmdline: str, mode: str, total_s: float) -> st
              "frames of audio inserted (silence, k > 0) or removed (k < 0) at the time shown. A piece's offset is read "
              "from the fitted timeline's piece that holds the middle of each true part. The fit needs at least "
              f"{MIN_READINGS_PER_PIECE} segment readings on each side of a change point "
-             "(`avsync.sync.timeline.MIN_READINGS_PER_PIECE`), so a part read as one segment cannot be its own "
-             "piece.\n")
-    L.append("| case | timeline kind | change point error (s) | offset error, part 1 / part 2 (frames) |")
-    L.append("|---|---|---|---|")
+             "(`avsync.sync.timeline.MIN_READINGS_PER_PIECE`), or one at a shot cut (priced at "
+             f"`CUT_CHANGE_PARAMS` = {CUT_CHANGE_PARAMS:g} parameters, set on train joins: docs/CUT-CHANGES.md). "
+             "*After fix*: `avsync.correct` with the detected timeline, then every segment of the fixed file read "
+             "again (its offset in frames; the sources' own offsets stay in).\n")
+    L.append("| case | timeline kind | change point error (s) | offset error, part 1 / part 2 (frames) | "
+             "after fix: segments (frames) |")
+    L.append("|---|---|---|---|---|")
     for c, s in zip(ed, sc):
         if c.error:
-            L.append(f"| {c.name} | failed: {c.error} | n/a | n/a |")
+            L.append(f"| {c.name} | failed: {c.error} | n/a | n/a | n/a |")
             continue
         L.append(f"| {c.name} | {s['kind']} ({s['n_cps']} change point{'' if s['n_cps'] == 1 else 's'}) | {f(s['cp_err_s'])} | "
-                 + " / ".join(f(e, '+.1f') for e in s["piece_err_frames"]) + " |")
+                 + " / ".join(f(e, '+.1f') for e in s["piece_err_frames"]) + " | "
+                 + (", ".join(f"{e:+.1f}" for e in s["fixed_err_frames"]) or "none read") + " |")
     kind_ok = sum(s["kind_ok"] for s in sc)
     cp = [s["cp_err_s"] for s in sc if s["kind_ok"] and s["cp_err_s"] is not None]
     pieces = [e for s in sc for e in s["piece_err_frames"]]
@@ -488,7 +509,12 @@ def section(cases: dict, m: dict, cmdline: str, mode: str, total_s: float) -> st
              + (f"median {np.median(cp):.2f} s, max {max(cp):.2f} s; within ±1 s: {pct(sum(x <= 1.0 for x in cp), len(cp))}"
                 if cp else "none found") + f"; within ±1 s over all {n} cases: {pct(sum(x <= 1.0 for x in cp), n)}.")
     L.append(f"- **Piece offsets within ±1 frame:** {pct(sum(within1(e) for e in pieces), len(pieces))} "
-             "(two parts per case; a failed case or a missing piece counts as wrong).\n")
+             "(two parts per case; a failed case or a missing piece counts as wrong).")
+    fx = [e for s in sc for e in s.get("fixed_err_frames", [])]
+    whole = sum(bool(s.get("fixed_err_frames")) and all(within1(e) for e in s["fixed_err_frames"]) for s in sc)
+    L.append(f"- **After the fix:** segments within ±1 frame of 0: {pct(sum(within1(e) for e in fx), len(fx))}; "
+             f"cases with every segment within ±1 frame: {pct(whole, n)}; fixed files read `constant`: "
+             f"{pct(sum(s.get('fixed_kind') == 'constant' for s in sc), n)}.\n")
 
     # 2. drift
     dr = cases["drift"]

@@ -138,3 +138,41 @@ def test_drift_across_cuts_with_per_shot_offsets_is_a_line():
     assert abs(tl.drift_ms_per_min - 60.0) < 0.2 * 60.0
     flat = fit_timeline(start, end, y - mid, np.full(len(y), 0.8), frame)
     assert flat.kind == "constant"
+
+
+def test_an_edit_at_a_cut_with_one_reading_a_side_is_a_change_point():
+    # Two speakers joined at a cut, the second 7 frames late; each shot of 8 s is read as one or two
+    # segments (the readings of a real two-speaker join, benchmarks/real_footage.py): without the cut
+    # the lone reading of a shot is an outlier; at a cut it is a change point, placed at the cut.
+    s, e = np.array([0.0, 8.0, 12.0]), np.array([8.0, 12.0, 15.7])
+    y, c = [66.0, 358.9, 319.6], [0.98, 0.98, 0.91]
+    assert fit_timeline(s, e, y, c, FRAME_MS).kind == "constant"
+    tl = fit_timeline(s, e, y, c, FRAME_MS, shot=[0, 1, 1])
+    assert tl.kind == "piecewise" and tl.change_points_s == (8.0,)
+    assert abs(tl.pieces[0].offset_ms - 66.0) < 1 and abs(tl.pieces[1].offset_ms - 340.0) < 25
+    # one reading on each side
+    tl = fit_timeline([0.0, 8.0], [8.0, 15.8], [7.6, 213.2], [0.99, 0.97], FRAME_MS, shot=[0, 1])
+    assert tl.kind == "piecewise" and tl.change_points_s == (8.0,)
+
+
+def test_shots_that_agree_within_a_frame_stay_constant():
+    # Cuts between shots read a fraction of a frame apart are no edit; nor is one wild reading in a shot of
+    # two readings: a piece of one reading must be a whole shot.
+    s, e = _segments(40, seg_s=4.0)
+    y = 50.0 + np.tile([10.0, -10.0], len(s) // 2)
+    shots = np.repeat(np.arange(len(s) // 2), 2)
+    assert fit_timeline(s, e, y, np.full(len(s), 0.9), FRAME_MS, shot=shots).kind == "constant"
+    y2 = y.copy()
+    y2[3] += 300.0  # the second reading of shot 1
+    assert fit_timeline(s, e, y2, np.full(len(s), 0.9), FRAME_MS, shot=shots).kind == "constant"
+    # Nor is one wild reading alone in its own shot among ten: its cost is capped (an outlier costs at
+    # most 4 x its weight), below the price of a change at a cut (CUT_CHANGE_PARAMS x ln 10).
+    y3 = y.copy()
+    y3[-1] += 300.0
+    one = np.append(shots[:-1], shots[-1] + 1)
+    assert fit_timeline(s, e, y3, np.full(len(s), 0.9), FRAME_MS, shot=one).kind == "constant"
+    # Two readings of the last shot 300 ms off are an edit at its cut.
+    y4 = y.copy()
+    y4[-2:] += 300.0
+    tl = fit_timeline(s, e, y4, np.full(len(s), 0.9), FRAME_MS, shot=shots)
+    assert tl.kind == "piecewise" and tl.change_points_s == (32.0,)

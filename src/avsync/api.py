@@ -304,7 +304,8 @@ def estimate(ext: Extraction, estimator, opts: DetectOptions) -> SyncResult:
     tol_ms = opts.tolerance * frame_ms(file_fps)
 
     timeline = fit_timeline([g.start_s for g in segments], [g.end_s for g in segments],
-                            [g.offset_ms for g in segments], [g.confidence for g in segments], frame_ms(fps))
+                            [g.offset_ms for g in segments], [g.confidence for g in segments], frame_ms(fps),
+                            shot=[g.shot for g in segments])
     if timeline is not None and timeline.kind == "piecewise":
         timeline = _place_changes(ext, estimator, timeline, spans, segments, faces, fps)
     face_list = [

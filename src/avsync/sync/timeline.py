@@ -25,12 +25,15 @@ gains nothing by following the drift, and a staircase of pieces wins instead.
 **The criterion** (stated, so that it can be checked): the model with the
 smallest ``cost + penalty * parameters`` wins, where cost is the weighted sum
 above, ``penalty = max(2, ln n)`` for ``n`` readings (the BIC's per-parameter
-price), and a constant has 1 parameter, a line 2, ``k`` pieces ``2k - 1``.
+price), and a constant has 1 parameter, a line 2, and pieces one for their
+first level and, for each change point, two (its level and its place) or
+``CUT_CHANGE_PARAMS`` where it falls at a shot cut (the cut gives its place).
 On top of it, a more complex model must matter in practice: a line only wins if
 it moves the offset by at least one frame over the span read, and only from
 ``MIN_READINGS_LINEAR`` readings over ``MIN_DRIFT_SPAN_S`` seconds on; a change point
 only if the offsets on its two sides differ by at least one frame and each side
-holds at least two readings. Ties go to the simpler model.
+holds at least two readings, or one at a cut (an edit between two shots of a few
+seconds each leaves one reading a side). Ties go to the simpler model.
 
 Everything here is pure numpy on times and offsets in seconds and ms.
 """
@@ -48,6 +51,11 @@ MAX_PIECES = 6
 
 #: Fewest readings on each side of a change point.
 MIN_READINGS_PER_PIECE = 2
+
+#: Parameters a change point at a shot cut costs: its piece's level only, since the cut, not the fit, places
+#: it (a change point elsewhere costs two: its level and its place). Either side of a change at a cut may
+#: hold a single reading. Set on joins of train-split clips (``benchmarks/cut_changes.py``), never on dev.
+CUT_CHANGE_PARAMS = 1.8
 
 #: A line needs at least this many readings over at least this many seconds: drift
 #: between a recorder's clocks builds up over minutes, and a handful of readings
@@ -178,11 +186,17 @@ def _split_cost(y: np.ndarray, w: np.ndarray, sigma_ms: float) -> float:
     return robust_cost(y - _level(y, w, sigma_ms), w, sigma_ms)
 
 
-def _best_split(y, w, lo, hi, sigma_ms, min_jump_ms):
-    """Best single change point in readings [lo, hi): (gain, k) or None."""
+def _best_split(y, w, lo, hi, sigma_ms, min_jump_ms, at_cut):
+    """Best single change point in readings [lo, hi): (gain, k) or None. ``at_cut[k]``: a shot cut lies
+    between readings k - 1 and k, or k is the first or last (a piece of fewer than
+    ``MIN_READINGS_PER_PIECE`` readings must be whole shots: cuts, or the file's ends, on both its sides)."""
     base = _split_cost(y[lo:hi], w[lo:hi], sigma_ms)
     best = None
-    for k in range(lo + MIN_READINGS_PER_PIECE, hi - MIN_READINGS_PER_PIECE + 1):
+    for k in range(lo + 1, hi):
+        if k - lo < MIN_READINGS_PER_PIECE and not (at_cut[lo] and at_cut[k]):
+            continue
+        if hi - k < MIN_READINGS_PER_PIECE and not (at_cut[k] and at_cut[hi]):
+            continue
         a, b = y[lo:k], y[k:hi]
         wa, wb = w[lo:k], w[k:hi]
         la, lb = _level(a, wa, sigma_ms), _level(b, wb, sigma_ms)
@@ -194,14 +208,14 @@ def _best_split(y, w, lo, hi, sigma_ms, min_jump_ms):
     return best
 
 
-def _piecewise(y, w, sigma_ms, min_jump_ms, max_pieces):
+def _piecewise(y, w, sigma_ms, min_jump_ms, max_pieces, at_cut):
     """Binary segmentation: the sequence of split lists for 2..max_pieces pieces."""
     bounds = [0, len(y)]
     out = []
     while len(bounds) - 1 < max_pieces:
         cands = []
         for lo, hi in zip(bounds[:-1], bounds[1:]):
-            s = _best_split(y, w, lo, hi, sigma_ms, min_jump_ms)
+            s = _best_split(y, w, lo, hi, sigma_ms, min_jump_ms, at_cut)
             if s is not None:
                 cands.append(s)
         if not cands:
@@ -236,6 +250,7 @@ def fit_timeline(
     frame_ms: float,
     sigma_frames: float = 0.5,
     max_pieces: int = MAX_PIECES,
+    shot=None,
 ) -> Timeline | None:
     """Fit the offset over time to segment readings; None when no segment has a reading.
 
@@ -243,20 +258,25 @@ def fit_timeline(
     or None: no reading); ``confidence``: its weight in [0, 1]. ``frame_ms`` sets
     the scale: sigma is ``sigma_frames`` frames or the readings' own scatter
     (``reading_scatter``), whichever is larger, and a line or a jump must amount to
-    at least one frame to be preferred over a constant.
+    at least one frame to be preferred over a constant. ``shot``: each segment's shot
+    (segments never cross a cut); a change point between readings of two shots
+    costs ``CUT_CHANGE_PARAMS`` and may leave one reading on a side.
     """
     s = np.asarray(start_s, dtype=np.float64)
     e = np.asarray(end_s, dtype=np.float64)
     y = np.array([np.nan if v is None else v for v in offset_ms], dtype=np.float64)
     c = np.asarray(confidence, dtype=np.float64)
+    g = np.zeros(len(y), np.int64) if shot is None else np.asarray(shot, dtype=np.int64)
     keep = np.isfinite(y)
     if not keep.any():
         return None
     order = np.argsort(0.5 * (s + e)[keep], kind="stable")
-    s, e, y, c = s[keep][order], e[keep][order], y[keep][order], c[keep][order]
+    s, e, y, c, g = s[keep][order], e[keep][order], y[keep][order], c[keep][order], g[keep][order]
     t = 0.5 * (s + e)
     w = np.clip(np.nan_to_num(c, nan=0.0), MIN_WEIGHT, 1.0)
     n = len(y)
+    at_cut = np.ones(n + 1, dtype=bool)  # at_cut[k]: readings k - 1 and k lie in different shots (or k = 0, n)
+    at_cut[1:n] = g[1:] != g[:-1]
     scatter = reading_scatter(y)
     sigma = max(sigma_frames * frame_ms, scatter if np.isfinite(scatter) else 0.0)
     penalty = max(2.0, float(np.log(n)))
@@ -282,7 +302,8 @@ def fit_timeline(
                             intercept_ms=icpt)
             best_score = scores["linear"]
 
-        for bounds in _piecewise(y, w, sigma, frame_ms, max_pieces):
+    if n >= 2 * MIN_READINGS_PER_PIECE or at_cut[1:n].any():
+        for bounds in _piecewise(y, w, sigma, frame_ms, max_pieces, at_cut):
             bounds = _merge_small_jumps(bounds, y, w, sigma, frame_ms)
             k = len(bounds) - 1
             if k < 2:
@@ -290,7 +311,8 @@ def fit_timeline(
             spans = list(zip(bounds[:-1], bounds[1:]))
             levels = [_level(y[a:b], w[a:b], sigma) for a, b in spans]
             fit = np.concatenate([np.full(b - a, lv) for (a, b), lv in zip(spans, levels)])
-            score = robust_cost(y - fit, w, sigma) + penalty * (2 * k - 1)
+            params = 1 + sum(CUT_CHANGE_PARAMS if at_cut[b] else 2 for b in bounds[1:-1])
+            score = robust_cost(y - fit, w, sigma) + penalty * params
             scores[f"piecewise{k}"] = score
             if score < best_score:
                 # A change point sits in the gap between the last reading of one
