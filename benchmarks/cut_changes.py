@@ -144,17 +144,12 @@ def build(data: Path, workdir: Path, name: str, parts: list[tuple[str, int]], ca
 
 
 def refit(segs: list[dict], price: float | None, frame_ms: float):
-    import avsync.sync.timeline as tl
+    """The timeline of ``segs`` with a change at a cut priced at ``price`` (None: cuts not used, as before)."""
+    from avsync.sync.timeline import fit_timeline
 
-    old = tl.CUT_CHANGE_PARAMS
-    try:
-        if price is not None:
-            tl.CUT_CHANGE_PARAMS = price
-        return tl.fit_timeline([g["start_s"] for g in segs], [g["end_s"] for g in segs],
-                               [g["offset_ms"] for g in segs], [g["confidence"] for g in segs], frame_ms,
-                               shot=None if price is None else [g["shot"] for g in segs])
-    finally:
-        tl.CUT_CHANGE_PARAMS = old
+    kw = {} if price is None else dict(shot=[g["shot"] for g in segs], cut_change_params=price)
+    return fit_timeline([g["start_s"] for g in segs], [g["end_s"] for g in segs], [g["offset_ms"] for g in segs],
+                        [g["confidence"] for g in segs], frame_ms, **kw)
 
 
 def main(argv=None) -> int:

@@ -323,8 +323,6 @@ def run_edits(media: Media, mode: str) -> list[Case]:
 
 
 def run_drift(media: Media, mode: str) -> list[Case]:
-    import avsync
-
     sources = {}
     for name in DRIFT[mode]:
         if name == "french x2":
@@ -339,11 +337,7 @@ def run_drift(media: Media, mode: str) -> list[Case]:
                 r = detect(path)
                 r["duration_s"] = _n_frames(path) / _fps(path)
                 if ppm:
-                    out = media.dir / f".fixed-{path.stem}.mkv"
-                    out.unlink(missing_ok=True)
-                    avsync.correct(path, out, offset_ms=r["offset_ms"], timeline=r["timeline"])
-                    r["after"] = detect(out)
-                    out.unlink(missing_ok=True)
+                    r["after"] = fixed(media, path, r)
                 return r
 
             cases.append(measured("drift", f"{name}, {ppm} ppm", dict(ppm=ppm, drift_ms_per_min=ppm * 60 / 1000), fn))

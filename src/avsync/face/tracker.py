@@ -314,7 +314,6 @@ class Picture:
         image = self._rgb if self._rgb is not None else self._canvas
         return cv2.warpAffine(image, m, size, flags=flags, borderMode=border)
 
-
     def sample(self, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """``warp(m, size, INTER_LINEAR, BORDER_CONSTANT)`` for a network's input: a small RGB image resampled
         from the frame through ``m``, black outside it.

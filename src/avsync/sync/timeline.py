@@ -251,6 +251,7 @@ def fit_timeline(
     sigma_frames: float = 0.5,
     max_pieces: int = MAX_PIECES,
     shot=None,
+    cut_change_params: float = CUT_CHANGE_PARAMS,
 ) -> Timeline | None:
     """Fit the offset over time to segment readings; None when no segment has a reading.
 
@@ -260,7 +261,7 @@ def fit_timeline(
     (``reading_scatter``), whichever is larger, and a line or a jump must amount to
     at least one frame to be preferred over a constant. ``shot``: each segment's shot
     (segments never cross a cut); a change point between readings of two shots
-    costs ``CUT_CHANGE_PARAMS`` and may leave one reading on a side.
+    costs ``cut_change_params`` (``CUT_CHANGE_PARAMS``) and may leave one reading on a side.
     """
     s = np.asarray(start_s, dtype=np.float64)
     e = np.asarray(end_s, dtype=np.float64)
@@ -311,7 +312,7 @@ def fit_timeline(
             spans = list(zip(bounds[:-1], bounds[1:]))
             levels = [_level(y[a:b], w[a:b], sigma) for a, b in spans]
             fit = np.concatenate([np.full(b - a, lv) for (a, b), lv in zip(spans, levels)])
-            params = 1 + sum(CUT_CHANGE_PARAMS if at_cut[b] else 2 for b in bounds[1:-1])
+            params = 1 + sum(cut_change_params if at_cut[b] else 2 for b in bounds[1:-1])
             score = robust_cost(y - fit, w, sigma) + penalty * params
             scores[f"piecewise{k}"] = score
             if score < best_score:
