@@ -322,10 +322,11 @@ class Picture:
         at the output's size, U and V through the same map at half of it (at the chroma grid's sample
         centres, half a luma pixel in from each 2 x 2 block's corner), and the small 4:2:0 image is then
         converted as the whole frame would be. Bilinear chroma read from the chroma grid, instead of from the
-        whole frame's 2 x 2 blocks, is the only difference: a mean of 0.6 grey levels in 255 on 720p faces,
-        and landmarks within 0.05% of the inter-ocular distance of those found on ``warp``'s input. (Mouth
-        crops, which the models read, still come from ``warp``.) The region around a face at 720p is
-        several times the 192 x 192 input, so this costs a fraction of converting it.
+        whole frame's 2 x 2 blocks, is the only difference (tests/test_tracker.py holds it to a mean under 2
+        grey levels and landmarks within 0.5% of the inter-ocular distance of those found on ``warp``'s
+        input). Mouth crops, which the models read, still come from ``warp``. The region around a face at
+        720p is several times the 192 x 192 input; the CPU of each way is in docs/PROFILE.md
+        (``benchmarks/profile_detect.py``).
         """
         w, h = size
         if self._rgb is not None or self._yuv is None or w % 2 or h % 4:
