@@ -80,7 +80,7 @@ def stage_costs(clip: Path, n: int = 200) -> list[tuple[str, float, str]]:
     import cv2
     import numpy as np
 
-    from avsync.face.tracker import FaceTracker, Picture, frame_to_rgb, mouth_crop
+    from avsync.face.tracker import FaceTracker, Picture, frame_to_rgb, mouth_crop, mouth_crop_grey
     from avsync.media.decode import iter_video_frames
 
     rows = []
@@ -127,7 +127,10 @@ def stage_costs(clip: Path, n: int = 200) -> list[tuple[str, float, str]]:
     with import_mediapipe().solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1) as fm:
         per_frame("face mesh on one face (before: MediaPipe's FaceMesh graph, 256-pixel crop given)",
                   lambda: [fm.process(c) for c in crops256], n)
-    per_frame("mouth crop + grey", lambda: [cv2.cvtColor(mouth_crop(r, key), cv2.COLOR_RGB2GRAY) for r in rgbs], n)
+    per_frame("mouth crop: RGB region, warp, then grey (`mouth_crop` on a `Picture`; before `mouth_crop_grey`)",
+              lambda: [cv2.cvtColor(mouth_crop(Picture.of(f), key), cv2.COLOR_RGB2GRAY) for f in frames], n)
+    per_frame("grey mouth crop from the luma plane (`mouth_crop_grey`, what the tracker runs)",
+              lambda: [mouth_crop_grey(Picture.of(f), key) for f in frames], n)
     k = 40
     per_frame("face detector, one call (runs every 25 frames while tracking)",
               lambda: [tr._run_detector(tr._detector, r) for r in rgbs[:k]], k)

@@ -86,15 +86,31 @@ def _track_of(path, **kw):
     return t.landmarks(len(frames)), t.crops, [frame_to_rgb(f) for f in frames]
 
 
-def test_crops_from_yuv_regions_match_the_whole_frame_conversion():
-    """The tracker converts only the face regions of a 4:2:0 frame; its crops are those of the whole frame."""
-    from avsync.face.tracker import mouth_crop
+def _assert_same_crop(luma: np.ndarray, whole: np.ndarray) -> None:
+    """A grey crop read from the luma plane is the whole-frame RGB crop's grey to within rounding."""
+    assert luma.shape == whole.shape and luma.dtype == np.uint8
+    diff = np.abs(luma.astype(int) - whole)
+    assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 2, (diff.mean(), diff.max())
+
+
+def test_crops_from_the_luma_plane_match_the_whole_frame_conversion():
+    """The tracker cuts a 4:2:0 frame's grey mouth crops from its Y plane alone; they are the grey of the
+    crop of the whole frame converted to RGB, to within a level (rounding; a clipped colour channel)."""
+    from avsync.face.tracker import Picture, mouth_crop, mouth_crop_grey
 
     key, crops, rgb = _track_of(clip_path(PORTRAIT))
+    with av.open(str(clip_path(PORTRAIT))) as c:
+        frames = [f for _, f in zip(range(41), c.decode(video=0))]
+    assert Picture.of(frames[0])._yuv is not None  # the clip is 4:2:0, so the luma path is the one tested
+    seen = 0
     for i in (0, 17, 40):
         if crops[i] is not None:
             whole = cv2.cvtColor(mouth_crop(rgb[i], key[i]), cv2.COLOR_RGB2GRAY)
-            assert np.array_equal(crops[i], whole)
+            _assert_same_crop(crops[i], whole)
+            assert np.array_equal(crops[i], mouth_crop_grey(frames[i], key[i]))
+            assert np.array_equal(mouth_crop_grey(rgb[i], key[i]), whole)  # an RGB frame: grey of its crop
+            seen += 1
+    assert seen == 3
 
 
 def test_network_input_sampled_from_the_planes_matches_the_whole_frame_warp():
@@ -146,7 +162,7 @@ def test_mesh_on_every_other_frame_places_crops_from_interpolated_landmarks():
     assert err < 0.03 * iod, (err, iod)
     for i in (1, 3, 5):  # frames between meshes: their own pixels, placed by the interpolated landmarks
         assert found2[i] and crops[i] is not None
-        assert np.array_equal(crops[i], cv2.cvtColor(mouth_crop(rgb[i], key[i]), cv2.COLOR_RGB2GRAY))
+        _assert_same_crop(crops[i], cv2.cvtColor(mouth_crop(rgb[i], key[i]), cv2.COLOR_RGB2GRAY))
 
 
 def test_landmark_rate_follows_the_models_calibration(monkeypatch):

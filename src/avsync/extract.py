@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from avsync.audio.features import E2E_MEL, LOGMEL, StreamingFeatures
+from avsync.audio.features import E2E_MEL, StreamingFeatures
 from avsync.constants import MAX_ANALYSIS_FPS
 from avsync.errors import AvsyncError, NoAudioError, NoVideoError, TruncatedMediaError
 from avsync.media.decode import MediaInfo, is_truncated, iter_audio_chunks, iter_video_frames, probe
@@ -51,12 +51,8 @@ class Extraction:
     audio_t0: float
     #: 40-bin log-mel at 100 frames/s (Sync-e2e, MFCC base); frame j at audio_t0 + j/100.
     mel40: np.ndarray
-    #: 80-bin log-mel at 80 frames/s (VocaLiST); frame j at mel80_origin + j/80.
-    mel80: np.ndarray
     #: Audio duration in seconds.
     audio_duration_s: float
-    #: Time (s) of mel80 frame 0 (None: audio_t0). Differs only in sliced trials.
-    mel80_t0: float | None = None
     #: Analysed frames that begin a new shot (cuts); no face track crosses one.
     cuts: list[int] = field(default_factory=list)
     #: Spans (start_s, end_s, on the clock of ``times``) where packets failed to decode and were
@@ -65,10 +61,6 @@ class Extraction:
     #: The model whose visual encoder embedded the tracks' mouth crops while decoding
     #: (``models.stream.CropEmbedder``; its ``embedding_key``), None if the tracks hold crops or none.
     embedded_by: str | None = None
-
-    @property
-    def mel80_origin(self) -> float:
-        return self.audio_t0 if self.mel80_t0 is None else self.mel80_t0
 
     @property
     def fps(self) -> float:
@@ -108,15 +100,14 @@ def mesh_every_for(estimator) -> int:
 
 def _audio_worker(path: str, result: dict) -> None:
     try:
-        s40, s80 = StreamingFeatures(E2E_MEL), StreamingFeatures(LOGMEL)
+        s40 = StreamingFeatures(E2E_MEL)  # what every model and the speech detector read
         t0, n = None, 0
         for start, chunk in iter_audio_chunks(path, damaged=result.setdefault("damaged", [])):
             if t0 is None:
                 t0 = start
             n += len(chunk)
             s40.push(chunk)
-            s80.push(chunk)
-        result.update(t0=t0, mel40=s40.finish(), mel80=s80.finish(), duration=n / E2E_MEL.sr)
+        result.update(t0=t0, mel40=s40.finish(), duration=n / E2E_MEL.sr)
     except BaseException as exc:  # handed to the caller's thread
         result["error"] = exc
 
@@ -235,7 +226,6 @@ def extract(
         tracks=tracker.tracks,
         audio_t0=float(audio["t0"]),
         mel40=audio["mel40"],
-        mel80=audio["mel80"],
         audio_duration_s=float(audio["duration"]),
         cuts=sorted(cuts),
         damaged=merge_spans(video_damage + audio.get("damaged", [])),

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from avsync.audio.features import E2E_MEL, LOGMEL
+from avsync.audio.features import E2E_MEL
 from avsync.extract import Extraction
 
 
@@ -33,13 +33,10 @@ def _grid_slice(t0: float, rate: float, n: int, t_from: float, t_to: float) -> t
 def _audio_window(ext: Extraction, t_from: float, t_to: float) -> dict:
     """Audio features restricted to presentation times [t_from, t_to)."""
     a0, a1 = _grid_slice(ext.audio_t0, E2E_MEL.fps, len(ext.mel40), t_from, t_to)
-    b0, b1 = _grid_slice(ext.mel80_origin, LOGMEL.fps, len(ext.mel80), t_from, t_to)
     a_start, a_end = ext.audio_t0, ext.audio_t0 + ext.audio_duration_s
     return {
         "mel40": ext.mel40[a0:a1],
         "audio_t0": ext.audio_t0 + a0 / E2E_MEL.fps,
-        "mel80": ext.mel80[b0:b1],
-        "mel80_t0": ext.mel80_origin + b0 / LOGMEL.fps,
         "audio_duration_s": max(0.0, min(t_to, a_end) - max(t_from, a_start)),
     }
 
@@ -64,7 +61,6 @@ def shift_extraction(ext: Extraction, k: int) -> Extraction:
     # Audio advances by d: content at original time t + d plays at t.
     audio = _audio_window(ext, ext.audio_t0 + d, a_end)
     audio["audio_t0"] -= d
-    audio["mel80_t0"] -= d
     return replace(shifted, **audio)
 
 

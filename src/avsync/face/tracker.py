@@ -216,15 +216,15 @@ class Picture:
 
     Most frames are only looked at around the tracked faces: the landmark
     network's input, resampled from the planes of a 4:2:0 frame at its own
-    small size (``sample``), and the mouth crop. For the mouth crop, a 4:2:0
-    frame is converted from its Y, U and V planes region by region into a
-    frame-sized canvas, with the conversion of
-    the whole frame (``COLOR_YUV2RGB_I420``: each 2x2 block has its own chroma
-    sample, so a region aligned on the chroma grid gets exactly the whole
-    frame's pixels), and warped from the canvas with the same map as before:
-    the crops are bit for bit those of a whole-frame conversion. Frames the
-    face detector reads are converted whole, once. Other pixel formats and
-    rotated videos are converted whole at once.
+    small size (``sample``), and the grey mouth crop, resampled from the Y
+    plane alone (``grey``). An RGB region (``warp``) is converted from the Y, U
+    and V planes region by region into a frame-sized canvas, with the
+    conversion of the whole frame (``COLOR_YUV2RGB_I420``: each 2x2 block has
+    its own chroma sample, so a region aligned on the chroma grid gets exactly
+    the whole frame's pixels), and warped from the canvas: bit for bit the
+    warp of a whole-frame conversion. Frames the face detector reads are
+    converted whole, once. Other pixel formats and rotated videos are
+    converted whole at once.
     """
 
     def __init__(self, rgb: np.ndarray | None = None, frame=None):
@@ -314,6 +314,23 @@ class Picture:
         image = self._rgb if self._rgb is not None else self._canvas
         return cv2.warpAffine(image, m, size, flags=flags, borderMode=border)
 
+    def grey(self, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """``cvtColor(warp(m, size, INTER_AREA, BORDER_REPLICATE), COLOR_RGB2GRAY)``: a small grey image of the
+        frame through ``m`` (the mouth crop).
+
+        A 4:2:0 frame is resampled from its Y plane alone and mapped through ``_Y_TO_GREY``. Grey is
+        0.299 R + 0.587 G + 0.114 B, and in the BT.601 conversion the U and V terms of that sum cancel to
+        within 0.0006 of a level per level of chroma, so grey is a function of Y; bilinear resampling is
+        linear, so resampling Y and then mapping it differs from mapping and then resampling only in
+        rounding and where a colour channel clips (tests/test_tracker.py bounds both on real faces).
+        ``warpAffine`` samples ``INTER_AREA`` bilinearly, as here.
+        """
+        if self._yuv is None:  # (a 4:2:0 frame converted whole for the detector still reads its Y plane)
+            return cv2.cvtColor(self.warp(m, size, cv2.INTER_AREA, cv2.BORDER_REPLICATE), cv2.COLOR_RGB2GRAY)
+        y = cv2.warpAffine(self._yuv[0], np.asarray(m, np.float64), size, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        return cv2.LUT(y, _Y_TO_GREY)
+
     def sample(self, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """``warp(m, size, INTER_LINEAR, BORDER_CONSTANT)`` for a network's input: a small RGB image resampled
         from the frame through ``m``, black outside it.
@@ -346,6 +363,17 @@ class Picture:
                                                              borderMode=cv2.BORDER_CONSTANT, borderValue=128)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
+
+def _y_to_grey() -> np.ndarray:
+    """Grey of each luma level with neutral chroma, as OpenCV converts it (I420 to RGB, then RGB to grey)."""
+    y = np.repeat(np.arange(256, dtype=np.uint8), 4).reshape(64, 16)  # a 64 x 16 luma plane, 4 pixels a level
+    i420 = np.concatenate([y, np.full((32, 16), 128, np.uint8)])
+    grey = cv2.cvtColor(cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420), cv2.COLOR_RGB2GRAY)
+    return np.ascontiguousarray(grey.reshape(-1)[::4])
+
+
+#: Luma level -> grey level (``Picture.grey``).
+_Y_TO_GREY = _y_to_grey()
 
 #: Pixels converted around a warp's source area (bilinear sampling reads one more; slack for rounding).
 _WARP_MARGIN = 4.0
@@ -397,6 +425,13 @@ def mouth_crop(rgb, key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.
     h, w = hw
     m = mouth_crop_matrix(key, hw)
     return Picture.of(rgb).warp(m, (w, h), cv2.INTER_AREA, cv2.BORDER_REPLICATE)
+
+
+def mouth_crop_grey(pic, key: np.ndarray, hw: tuple[int, int] = MOUTH_CROP_HW) -> np.ndarray:
+    """The grey mouth crop the models read: ``mouth_crop`` in grey, from the luma plane of a 4:2:0 frame
+    (``Picture.grey``) without converting any of it to RGB."""
+    h, w = hw
+    return Picture.of(pic).grey(mouth_crop_matrix(key, hw), (w, h))
 
 
 class FaceTracker:
@@ -644,7 +679,7 @@ class FaceTracker:
         tr.sizes.append(size)
         tr.centres.append(tuple(centre))
         if self.keep_crops:
-            tr.crops.append(cv2.cvtColor(mouth_crop(pic, key), cv2.COLOR_RGB2GRAY))
+            tr.crops.append(mouth_crop_grey(pic, key))
 
     def _interpolate(self, act: _Active, between: list, fi: int, key: np.ndarray, box) -> None:
         """Frames skipped since the last mesh: landmarks interpolated linearly, crops cut from their own pixels."""
@@ -711,4 +746,4 @@ class FaceTracker:
             quiet.stop()
 
 
-__all__ = ["FaceTrack", "FaceTracker", "Picture", "frame_to_rgb", "mouth_crop"]
+__all__ = ["FaceTrack", "FaceTracker", "Picture", "frame_to_rgb", "mouth_crop", "mouth_crop_grey"]
