@@ -184,3 +184,30 @@ def test_landmark_rate_follows_the_models_calibration(monkeypatch):
     assert mesh_every_for(crops) == 1
     monkeypatch.setenv("AVSYNC_MESH_EVERY", "3")
     assert mesh_every_for(crops) == 3 and mesh_every_for(lips) == 1
+
+
+def test_landmark_input_exact_for_lip_readers_planes_for_crop_readers():
+    """Lip-landmark readers get the landmark network's input converted as the whole frame is, so their
+    landmarks are bit for bit those found on whole-frame RGB; crop readers get the cheaper resample from
+    the planes, which moves them a little (within the bound of the ``Picture.sample`` test)."""
+    from avsync.api import load_model
+    from avsync.extract import landmark_input_for
+
+    assert landmark_input_for(load_model("pm-small")) == "planes"
+    assert landmark_input_for(load_model("landmark-wild")) == "exact"
+    assert landmark_input_for(load_model("modelfree")) == "exact"
+    with pytest.raises(ValueError, match="landmark_input"):
+        FaceTracker(landmark_input="fast")
+
+    path = clip_path(PORTRAIT)
+    exact, _, rgb = _track_of(path)  # the default: "exact"
+    tr = FaceTracker(max_faces=1)
+    for im in rgb:
+        tr.update(im)  # whole frames already in RGB
+    tr.close()
+    whole = max(tr.tracks, key=lambda t: t.n_found).landmarks(len(rgb))
+    assert np.isfinite(exact).all() and np.array_equal(exact, whole)
+    planes, _, _ = _track_of(path, landmark_input="planes")
+    iod = np.linalg.norm(exact[:, 40, :2] - exact[:, 43, :2], axis=1).mean()
+    moved = np.linalg.norm(planes[:, :40, :2] - exact[:, :40, :2], axis=2).mean()
+    assert 0 < moved < 0.01 * iod, (moved, iod)

@@ -207,7 +207,7 @@ def detect(
     estimator = loaded or load_model(opts.model)
     crops = getattr(estimator, "needs_crops", False)
     if extraction is None:
-        from avsync.extract import extract, mesh_every_for
+        from avsync.extract import extract, landmark_input_for, mesh_every_for
 
         embedder = None
         if getattr(estimator, "input_key", None) == "crops" and hasattr(estimator, "embedding_key"):
@@ -215,7 +215,8 @@ def detect(
 
             embedder = CropEmbedder(estimator)
         extraction = extract(path, max_faces=opts.max_faces, keep_crops=crops, progress=progress,
-                             mesh_every=mesh_every_for(estimator), embedder=embedder)
+                             mesh_every=mesh_every_for(estimator), embedder=embedder,
+                             landmark_input=landmark_input_for(estimator))
     ext = extraction
     return estimate(ext, estimator, opts)
 

@@ -83,6 +83,14 @@ class Extraction:
         return len(self.times)
 
 
+def landmark_input_for(estimator) -> str:
+    """How ``detect`` cuts the landmark network's input for ``estimator`` (``FaceTracker``): resampled from
+    the frame's planes ("planes", the cheaper way) for one that reads only mouth crops, which needs the
+    landmarks only to place them; converted exactly as the whole frame would be ("exact") for one that
+    reads the lip landmarks themselves (docs/ACCURACY-CHECK.md has what "planes" cost each)."""
+    return "planes" if getattr(estimator, "input_key", None) == "crops" else "exact"
+
+
 def mesh_every_for(estimator) -> int:
     """How often the face landmarks run for ``estimator``: every frame for one that reads landmarks; for one
     that reads only mouth crops (it needs the landmarks only to place them), as often as its confidence was
@@ -145,11 +153,14 @@ def extract(
     progress: ProgressHook | None = None,
     mesh_every: int = 1,
     embedder: CropEmbedder | None = None,
+    landmark_input: str = "exact",
 ) -> Extraction:
     """Decode ``path`` once: face tracks per analysed frame, and audio features.
 
     ``mesh_every`` > 1 runs the face mesh on every so many frames of a tracked face and
     interpolates the landmarks between (``FaceTracker``); see ``mesh_every_for``.
+    ``landmark_input``: how the landmark network's input is cut from the frame (``FaceTracker``);
+    see ``landmark_input_for``.
     ``embedder`` (``models.stream.CropEmbedder``) embeds the mouth crops as they are cut and
     drops them, so memory does not grow with a crop per frame; the tracks then hold
     ``embedding`` instead of ``crops`` (what ``avsync detect`` does; ``avsync eval`` and
@@ -177,7 +188,8 @@ def extract(
     vt.start()
     from avsync.face.tracker import FaceTracker  # OpenCV and MediaPipe load here, not at ``import avsync``
 
-    tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops, mesh_every=mesh_every)
+    tracker = FaceTracker(max_faces=max_faces, keep_crops=keep_crops, mesh_every=mesh_every,
+                          landmark_input=landmark_input)
     held: deque = deque()
     cuts: set[int] = set()
     times: list[float] = []

@@ -24,7 +24,7 @@ from avsync.util import sha256_file
 from avsync.eval import metrics as M
 from avsync.eval.slide import crop_extraction, shift_extraction
 from avsync.eval.trials import EXTENDED_OFFSETS, STANDARD_OFFSETS
-from avsync.extract import extract, mesh_every_for
+from avsync.extract import extract, landmark_input_for, mesh_every_for
 from avsync.sync.offset import lag_grid
 
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv"}
@@ -316,7 +316,8 @@ def evaluate(
         for i, clip in enumerate(kept):
             rec = {"path": clip.path, "speaker": clip.speaker, "failures": 0}
             try:
-                ext = extract(clip.path, keep_crops=getattr(est, "needs_crops", False), mesh_every=mesh_every_for(est))
+                ext = extract(clip.path, keep_crops=getattr(est, "needs_crops", False), mesh_every=mesh_every_for(est),
+                              landmark_input=landmark_input_for(est))
                 base = estimate(ext, est, DetectOptions())
                 face = _face_index(ext, base)
                 rec.update(fps=round(ext.fps, 3), frames=ext.n_frames, base_offset_ms=base.offset_ms,

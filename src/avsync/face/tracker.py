@@ -446,6 +446,7 @@ class FaceTracker:
         min_detection_confidence: float = 0.5,
         workers: int = 2,
         mesh_every: int = 1,
+        landmark_input: str = "exact",
     ):
         # MediaPipe's native log lines (fd 2, from its own threads) are hidden while the
         # tracker lives, for the library as for the CLI, unless AVSYNC_NATIVE_LOGS=1.
@@ -466,6 +467,15 @@ class FaceTracker:
         #: their landmarks interpolated between the meshes either side (their crops still come from
         #: their own pixels). 1 = every frame. Only for estimators that read crops, not landmarks.
         self.mesh_every = max(1, int(mesh_every))
+        #: How the landmark network's 192 x 192 input is cut from a 4:2:0 frame: "exact", from the face
+        #: region converted to RGB as the whole frame would be (``Picture.warp``); "planes", resampled from
+        #: the Y, U and V planes without converting the region (``Picture.sample``: about a third less CPU,
+        #: landmarks within 0.5% of the inter-ocular distance). Lip-landmark readers lose accuracy on
+        #: "planes" (docs/ACCURACY-CHECK.md: ``modelfree`` 3.5 points clip ±1 on dev), crop readers,
+        #: which use the landmarks only to place the crop, do not; see ``extract.landmark_input_for``.
+        if landmark_input not in ("exact", "planes"):
+            raise ValueError(f"landmark_input must be 'exact' or 'planes', not {landmark_input!r}")
+        self.landmark_input = landmark_input
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_detection_confidence
         )
@@ -553,7 +563,11 @@ class FaceTracker:
         A face lost in the region placed from its last landmarks gets that wider look once more before
         it counts as a miss (as MediaPipe's FaceMesh graph looks again with its detector on a loss).
         """
-        warp = pic.sample
+        if self.landmark_input == "planes":
+            warp = pic.sample
+        else:
+            def warp(m, size):
+                return pic.warp(m, size, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
 
         cx, cy, side = box
         if from_detector:
