@@ -87,7 +87,8 @@ def landmark_input_for(estimator) -> str:
     """How ``detect`` cuts the landmark network's input for ``estimator`` (``FaceTracker``): resampled from
     the frame's planes ("planes", the cheaper way) for one that reads only mouth crops, which needs the
     landmarks only to place them; converted exactly as the whole frame would be ("exact") for one that
-    reads the lip landmarks themselves (docs/ACCURACY-CHECK.md has what "planes" cost each)."""
+    reads the lip landmarks themselves, as its training and calibration features were (what "planes" moved
+    each on dev: ``FaceTracker.landmark_input``)."""
     return "planes" if getattr(estimator, "input_key", None) == "crops" else "exact"
 
 

@@ -470,9 +470,11 @@ class FaceTracker:
         #: How the landmark network's 192 x 192 input is cut from a 4:2:0 frame: "exact", from the face
         #: region converted to RGB as the whole frame would be (``Picture.warp``); "planes", resampled from
         #: the Y, U and V planes without converting the region (``Picture.sample``: about a third less CPU,
-        #: landmarks within 0.5% of the inter-ocular distance). Lip-landmark readers lose accuracy on
-        #: "planes" (docs/ACCURACY-CHECK.md: ``modelfree`` 3.5 points clip ±1 on dev), crop readers,
-        #: which use the landmarks only to place the crop, do not; see ``extract.landmark_input_for``.
+        #: landmarks within 0.5% of the inter-ocular distance). Lip-landmark readers were trained and
+        #: calibrated on "exact" landmarks, and "planes" moved them on dev (clip ±1: ``modelfree`` -3.5
+        #: points, docs/ACCURACY-CHECK-modelfree.md; ``landmark-wild`` -0.6, ``landmark-small`` +1.9);
+        #: crop readers, which use the landmarks only to place the crop, do not move (``pm-wild``,
+        #: docs/ACCURACY-CHECK.md); see ``extract.landmark_input_for``.
         if landmark_input not in ("exact", "planes"):
             raise ValueError(f"landmark_input must be 'exact' or 'planes', not {landmark_input!r}")
         self.landmark_input = landmark_input
