@@ -21,6 +21,7 @@ import sys
 import types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import cv2
 import numpy as np
@@ -341,7 +342,7 @@ class Picture:
         converted as the whole frame would be. Bilinear chroma read from the chroma grid, instead of from the
         whole frame's 2 x 2 blocks, is the only difference (tests/test_tracker.py holds it to a mean under 2
         grey levels and landmarks within 0.5% of the inter-ocular distance of those found on ``warp``'s
-        input). Mouth crops, which the models read, still come from ``warp``. The region around a face at
+        input). The region around a face at
         720p is several times the 192 x 192 input; the CPU of each way is in docs/PROFILE.md
         (``benchmarks/profile_detect.py``).
         """
@@ -448,6 +449,8 @@ class FaceTracker:
         mesh_every: int = 1,
         landmark_input: str = "exact",
     ):
+        if landmark_input not in ("exact", "planes"):  # checked before stderr is silenced below
+            raise ValueError(f"landmark_input must be 'exact' or 'planes', not {landmark_input!r}")
         # MediaPipe's native log lines (fd 2, from its own threads) are hidden while the
         # tracker lives, for the library as for the CLI, unless AVSYNC_NATIVE_LOGS=1.
         self._quiet = Silencer()
@@ -475,8 +478,6 @@ class FaceTracker:
         #: points, docs/ACCURACY-CHECK-modelfree.md; ``landmark-wild`` -0.6, ``landmark-small`` +1.9);
         #: crop readers, which use the landmarks only to place the crop, do not move (``pm-wild``,
         #: docs/ACCURACY-CHECK.md); see ``extract.landmark_input_for``.
-        if landmark_input not in ("exact", "planes"):
-            raise ValueError(f"landmark_input must be 'exact' or 'planes', not {landmark_input!r}")
         self.landmark_input = landmark_input
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_detection_confidence
@@ -565,11 +566,8 @@ class FaceTracker:
         A face lost in the region placed from its last landmarks gets that wider look once more before
         it counts as a miss (as MediaPipe's FaceMesh graph looks again with its detector on a loss).
         """
-        if self.landmark_input == "planes":
-            warp = pic.sample
-        else:
-            def warp(m, size):
-                return pic.warp(m, size, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
+        warp = pic.sample if self.landmark_input == "planes" else \
+            partial(pic.warp, flags=cv2.INTER_LINEAR, border=cv2.BORDER_CONSTANT)
 
         cx, cy, side = box
         if from_detector:
