@@ -463,6 +463,8 @@ def train(
     data: Path = typer.Option(Path("../shared/data"), "--data", help="Data folder holding manifest.tsv."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/last.pt."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override the config's step count."),
+    minutes: Optional[float] = typer.Option(
+        None, "--minutes", help="Wall-clock budget for the steps: the run is shortened to fit it (its schedule too)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     """Train a model from a config (CPU, one GPU, or several via torchrun); writes a self-describing checkpoint."""
@@ -478,6 +480,10 @@ def train(
             cfg = load_config(config)
         except (ValueError, OSError) as exc:
             raise UsageError(f"bad config {config}: {exc}") from None
+        if minutes is not None:
+            if not minutes > 0:
+                raise UsageError(f"--minutes must be positive, not {minutes}")
+            cfg.setdefault("train", {})["minutes"] = float(minutes)
         return run_training(cfg, out_dir or Path("runs") / cfg["name"], data_dir=data, resume=resume,
                             progress=not quiet, steps=steps)  # a bar on a terminal, else a line per save
 

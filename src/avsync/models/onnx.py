@@ -65,11 +65,11 @@ def _verified(name: str, part: str) -> Path:
     return path
 
 
-def _session(path: Path):
+def _session(path: Path, threads: int | None = None):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = _threads()
+    so.intra_op_num_threads = threads or _threads()
     so.inter_op_num_threads = 1
     # no busy-waiting threads between the many short calls: the cores are shared with decoding and the face mesh
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -86,6 +86,7 @@ class OnnxEstimator(EstimatorBase):
         meta = json.loads(visual.get_modelmeta().custom_metadata_map["avsync_meta"])
         super().__init__(meta, meta["model"]["family"], meta["model"].get("visual", "conv3d"))
         self._sessions = {"visual": visual, "audio": audio}
+        self._name = name
         self.sha256 = entry["sha256"]  # the .pt the export came from
         self.runtime = "onnx"
 
@@ -95,6 +96,15 @@ class OnnxEstimator(EstimatorBase):
 
     def _embed_visual(self, x: np.ndarray) -> np.ndarray:
         return self._run("visual", x if x.dtype == np.uint8 else x.astype(np.float32))
+
+    def _embed_visual_stream(self, x: np.ndarray) -> np.ndarray:
+        """``_embed_visual`` on a session of one thread, for ``CropEmbedder``: the encoder then runs beside
+        decoding and the face mesh, which keep the cores busy, and a second intra-op thread only costs CPU
+        (docs/PROFILE.md). Same embeddings (tests/test_stream.py)."""
+        s = self._sessions.get("visual-stream")
+        if s is None:
+            s = self._sessions["visual-stream"] = _session(_verified(self._name, "visual"), threads=1)
+        return s.run(None, {s.get_inputs()[0].name: x if x.dtype == np.uint8 else x.astype(np.float32)})[0]
 
     def _embed_audio(self, mel: np.ndarray) -> np.ndarray:
         return self._run("audio", mel.astype(np.float32, copy=False))

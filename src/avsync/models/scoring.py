@@ -71,6 +71,11 @@ class EstimatorBase:
         """(1, S, 40) normalised audio grid -> (1, S, D) float32 per-step embeddings."""
         raise NotImplementedError
 
+    def _embed_visual_stream(self, x: np.ndarray) -> np.ndarray:
+        """``_embed_visual`` as ``models.stream.CropEmbedder`` runs it, in a thread beside decoding (a runtime
+        may run it on fewer threads there)."""
+        return self._embed_visual(x)
+
     def _threads(self):
         """Context in which the encoders and scores run (torch: one thread)."""
         return nullcontext()

@@ -139,6 +139,8 @@ class CropEmbedder:
 
     def _run(self, x: np.ndarray, a: int, b: int) -> np.ndarray:
         """The encoder on crops ``x`` (frames, H, W); embeddings of frames [a, b) of them."""
-        with self.estimator._threads():
-            e = self.estimator._embed_visual(x[None])[0]
+        est = self.estimator
+        embed = getattr(est, "_embed_visual_stream", est._embed_visual)  # (a runtime may run it on one thread)
+        with est._threads():
+            e = embed(x[None])[0]
         return np.asarray(e[a:b], np.float32)

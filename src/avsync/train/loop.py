@@ -48,7 +48,13 @@ TRAIN_DEFAULTS = {
     "max_clips": 0, "threads": 0, "holdout_clips": 0, "sampling": "main", "speaker_weights": {},
     "candidates": "frames", "target_sigma_steps": 1.0, "window_loss": 0, "window_weight": 1.0,
     "source_offsets": "",
+    # A wall-clock budget for the steps (0: none): after BUDGET_PROBE_STEPS steps the run's length is cut to
+    # what fits at the speed measured, so the learning-rate schedule still ends at its last step (a lent
+    # GPU machine's command has a time limit; ``avsync train --minutes``).
+    "minutes": 0.0,
 }
+#: Steps timed before a ``minutes`` budget sets the run's length.
+BUDGET_PROBE_STEPS = 20
 
 
 # --------------------------------------------------------------------------- data
@@ -435,6 +441,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     model.train()
     if mcfg["family"] == "synccls" and mcfg.get("freeze_encoders"):
         model.streams.eval()
+    start = step
     try:
         while step < tcfg["steps"]:
             for group in opt.param_groups:
@@ -447,6 +454,18 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
             opt.step()
             step += 1
             history.append(float(loss.detach()))
+            if tcfg["minutes"] and step - start == BUDGET_PROBE_STEPS and step < tcfg["steps"]:
+                # (this session's budget: a resumed run counts the steps it adds)
+                fit = start + fit_steps(step - start, time.time() - t0, float(tcfg["minutes"]) * 60.0,
+                                        int(tcfg["steps"]) - start)
+                if world > 1:  # every rank stops at the same step
+                    t = torch.tensor([fit], device=device)
+                    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+                    fit = int(t.item())
+                if fit < tcfg["steps"]:
+                    tcfg["steps_planned"], tcfg["steps"] = int(tcfg["steps"]), fit
+                    if bar is not None:
+                        bar.update(task, total=fit)
             if bar is not None:
                 bar.update(task, completed=step, loss=float(np.mean(history[-50:])))
             if rank == 0 and (step % tcfg["save_every"] == 0 or step == tcfg["steps"]):
@@ -521,6 +540,13 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
         meta["metrics"] = {**meta["metrics"], **metrics}
         save_checkpoint(final, model, meta)
     return final
+
+
+def fit_steps(done: int, seconds: float, budget_s: float, planned: int) -> int:
+    """How many steps in all fit ``budget_s`` seconds of training when ``done`` steps took ``seconds``
+    (never fewer than ``done``, never more than ``planned``)."""
+    per = seconds / max(1, done)
+    return int(min(planned, max(done, np.floor(budget_s / per)))) if per > 0 else planned
 
 
 def lr_at(step: int, total: int, peak: float) -> float:
