@@ -434,3 +434,16 @@ def test_cache_holds_one_landmark_rate_per_folder(real_clip, tmp_path):
     a, b = load_clip(every, rec), load_clip(second, rec)
     assert a["crops"].shape == b["crops"].shape and np.isfinite(b["lips"]).all(axis=(1, 2)).mean() > 0.9
     assert not np.array_equal(a["crops"], b["crops"])
+
+
+def test_estimator_device_for_training_readings():
+    """Training's own readings (zero, validation, calibration) run a two-stream model's encoders on the
+    training device; other families score with the whole model, and stay on the CPU whatever is asked."""
+    from avsync.models.checkpoint import registered_path
+
+    other = estimator_from_file(registered_path("vocalist-small"), device="cuda")
+    assert other.device.type == "cpu" and next(other.model.parameters()).device.type == "cpu"
+    a = estimator_from_file(registered_path("pm-small"))
+    b = estimator_from_file(registered_path("pm-small"), device="cpu")
+    crops = np.random.default_rng(0).integers(0, 256, (1, 12, 48, 96), dtype=np.uint8)
+    np.testing.assert_array_equal(a._embed_visual(crops), b._embed_visual(crops))

@@ -79,13 +79,13 @@ def model_from_checkpoint(obj: dict) -> torch.nn.Module:
     return model.eval()
 
 
-def estimator_from_file(path: str | os.PathLike):
-    """A ``LearnedEstimator`` from any checkpoint file."""
+def estimator_from_file(path: str | os.PathLike, device=None):
+    """A ``LearnedEstimator`` from any checkpoint file (``device``: where a two-stream model's encoders run)."""
     from avsync.models.estimator import LearnedEstimator
 
     obj = read_checkpoint(path)
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
-    return LearnedEstimator(model_from_checkpoint(obj), meta)
+    return LearnedEstimator(model_from_checkpoint(obj), meta, device=device)
 
 
 # --------------------------------------------------------------------------- registry

@@ -15,7 +15,7 @@ The family decides how a (window, lag) is scored:
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -46,12 +46,17 @@ def _t(x, dtype=None) -> torch.Tensor:
 class LearnedEstimator(EstimatorBase):
     """Wraps a trained model (see ``models.checkpoint``) for ``api.estimate`` and ``avsync eval``."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict):
-        self.model = model.eval()
+    def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device | None = None):
+        # A two-stream model's encoders may run on a GPU (training's own readings, on a GPU machine: zero,
+        # validation, calibration); the families whose scores run the model further stay on the CPU.
+        self.device = torch.device(device or "cpu")
+        if self.device.type != "cpu" and model.family != "twostream":
+            self.device = torch.device("cpu")
+        self.model = model.to(self.device).eval()
         super().__init__(meta, model.family, model.visual_kind)
 
     def _threads(self):
-        return _one_thread()
+        return _one_thread() if self.device.type == "cpu" else nullcontext()
 
     def _encoders(self):
         """(visual, audio) per-frame / per-step encoders: unit embeddings for the cosine families."""
@@ -63,11 +68,11 @@ class LearnedEstimator(EstimatorBase):
 
     @torch.no_grad()
     def _embed_visual(self, x: np.ndarray) -> np.ndarray:
-        return self._encoders()[0](_t(x)).numpy()
+        return self._encoders()[0](_t(x).to(self.device)).cpu().numpy()
 
     @torch.no_grad()
     def _embed_audio(self, mel: np.ndarray) -> np.ndarray:
-        return self._encoders()[1](_t(mel)).numpy()
+        return self._encoders()[1](_t(mel).to(self.device)).cpu().numpy()
 
     def _scores_family(self, prep, steps, starts, length, out):
         fn = {"vocalist": self._scores_vocalist, "synccls": self._scores_synccls,

@@ -518,14 +518,14 @@ def train(config: dict, out_dir: str | os.PathLike, *, data_dir: str | os.PathLi
     if len(in_sync) >= MIN_CLIPS:
         pick = np.random.default_rng(0).choice(len(in_sync), min(ZERO_CLIPS, len(in_sync)), replace=False)
         try:
-            meta["zero"] = measure_zero(estimator_from_file(final), [in_sync[i] for i in sorted(pick)])
+            meta["zero"] = measure_zero(estimator_from_file(final, device), [in_sync[i] for i in sorted(pick)])
         except ValueError as exc:
             meta["metrics"]["zero_error"] = str(exc)
         save_checkpoint(final, model, meta)
     if val_bank or hold_bank:
         from avsync.train.calibrate import calibrate, consensus_offsets
 
-        est = estimator_from_file(final)
+        est = estimator_from_file(final, device)  # (on a GPU, a two-stream model's readings run there)
         metrics, readings = validate(est, val_bank, list(tcfg["val_offsets"])) if val_bank else ({}, None)
         if hold_bank:
             hold, hold_readings = validate(est, hold_bank, list(tcfg["val_offsets"]), prefix="holdout")
