@@ -152,3 +152,10 @@ def _tiny(cfg: str) -> str:
     lines.append("[train]")
     lines += [f"{k} = {json.dumps(v)}" for k, v in train.items()]
     return "\n".join(lines) + "\n"
+
+
+def test_the_working_tree_leaves_room_for_a_bundle():
+    """A call carries the tracked files and the bundle: the default bundle size fits beside them."""
+    tree = bundle.working_tree_bytes(REPO)
+    assert tree is not None and tree > 0
+    assert tree / 2**20 + bundle.DEFAULT_MAX_MIB <= bundle.CARRY_LIMIT_MIB

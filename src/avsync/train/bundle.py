@@ -308,6 +308,19 @@ def unpack(bundle: Path, cache: Path = DEFAULT_CACHE) -> int:
     return len(info["clips"])
 
 
+def working_tree_bytes(repo: Path) -> int | None:
+    """Bytes of the files git tracks in ``repo`` (what a call to the GPU machine carries besides the bundle);
+    None outside a git checkout."""
+    import subprocess
+
+    try:
+        names = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, check=True,
+                               timeout=60).stdout.split(b"\0")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sum((repo / n.decode()).stat().st_size for n in names if n and (repo / n.decode()).is_file())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -327,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"packed {len(info['clips'])} clips ({info['seconds'] / 60:.1f} min, {info['frames']} frames) into "
             f"{a.out}: {info['size_mib']} MiB, CRF {info['crf']}, crop error mean {info['crop_error']['mean']} "
             f"p99 {info['crop_error']['p99']:g} grey levels ({time.perf_counter() - t:.0f} s)")
+        tree = working_tree_bytes(Path(__file__).resolve().parents[3])
+        if tree is not None:
+            total = tree / 2**20 + info["size_mib"]
+            log(f"with the working tree ({tree / 2**20:.1f} MiB) a call carries {total:.1f} of {CARRY_LIMIT_MIB} MiB"
+                + ("" if total <= CARRY_LIMIT_MIB else ": too much, pack less (--max-mib, --grid-clips)"))
     else:
         k = unpack(a.bundle, a.cache)
         log(f"unpacked {k} clips into {a.cache} ({time.perf_counter() - t:.0f} s)")
