@@ -149,7 +149,7 @@ def stage_costs(clip: Path, n: int = 200) -> list[tuple[str, float, str]]:
         per_frame(f"visual encoder of `{est.name}` ({type(est).__name__}, two intra-op threads)",
                   lambda: [est._embed_visual(crops[:, a : a + c + 4]) for a in range(0, 512, c)], 512,
                   f"{c}-frame chunks (+4 frames of context), as `detect` ran it before 2026-12-03")
-        stream = getattr(est, "_embed_visual_stream", est._embed_visual)
+        stream = est._embed_visual_stream
         stream(crops[:, : c + 4])
         per_frame(f"visual encoder of `{est.name}` ({type(est).__name__}, one thread: `_embed_visual_stream`)",
                   lambda: [stream(crops[:, a : a + c + 4]) for a in range(0, 512, c)], 512,

@@ -26,6 +26,9 @@ class _Neighbourhood:
 
         return nullcontext()
 
+    def _embed_visual_stream(self, x):  # as EstimatorBase: the same encoder
+        return self._embed_visual(x)
+
     def _embed_visual(self, x):
         self.calls += 1
         m = x[0].reshape(len(x[0]), -1).astype(np.float64).mean(1) + 1.0  # + 1: an absent frame is not a zero crop

@@ -139,8 +139,6 @@ class CropEmbedder:
 
     def _run(self, x: np.ndarray, a: int, b: int) -> np.ndarray:
         """The encoder on crops ``x`` (frames, H, W); embeddings of frames [a, b) of them."""
-        est = self.estimator
-        embed = getattr(est, "_embed_visual_stream", est._embed_visual)  # (a runtime may run it on one thread)
-        with est._threads():
-            e = embed(x[None])[0]
+        with self.estimator._threads():
+            e = self.estimator._embed_visual_stream(x[None])[0]  # (a runtime may run it on fewer threads)
         return np.asarray(e[a:b], np.float32)

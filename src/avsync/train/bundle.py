@@ -72,11 +72,6 @@ def choose_clips(recs: list[ClipRecord], grid_clips: int) -> tuple[list[ClipReco
     return packed, [r for r in recs if r not in packed]
 
 
-def _crop_frames(clips: list[dict]):
-    for a in clips:
-        yield from a["crops"]
-
-
 def encode_crops(clips: list[dict], path: Path, crf: int) -> None:
     """The clips' crops one after another as a grey, full-range H.264 video (PyAV, at pack time only)."""
     import av
@@ -88,7 +83,7 @@ def encode_crops(clips: list[dict], path: Path, crf: int) -> None:
         s.width, s.height, s.pix_fmt = w, h, "gray"
         s.options = {"crf": str(crf), "preset": "slow"}
         s.color_range = 2  # full range: grey levels pass through unscaled
-        for im in _crop_frames(clips):
+        for im in (c for a in clips for c in a["crops"]):
             fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(im), format="gray")
             fr.color_range = 2
             for p in s.encode(fr):
@@ -163,14 +158,12 @@ def pack_arrays(clips: list[dict]) -> dict:
     }
 
 
-def unpack_lips(arr: dict, a: int, b: int) -> np.ndarray:
-    """Frames [a, b) of the packed lip points, float32, NaN where the cache had none."""
-    if "lips" not in arr:  # decoded once, on first use
-        shape = tuple(int(x) for x in arr["lips_shape"])
-        ok = np.unpackbits(arr["lips_ok"], count=int(np.prod(shape))).reshape(shape).astype(bool)
-        pts = np.cumsum(arr["lips_delta"].astype(np.int32), axis=0).astype(np.float32) * np.float32(LIPS_STEP)
-        arr["lips"] = np.where(ok, pts, np.float32(np.nan)).astype(np.float32)
-    return arr["lips"][a:b]
+def unpack_lips(arr: dict) -> np.ndarray:
+    """Every frame's packed lip points, float32, NaN where the cache had none."""
+    shape = tuple(int(x) for x in arr["lips_shape"])
+    ok = np.unpackbits(arr["lips_ok"], count=int(np.prod(shape))).reshape(shape).astype(bool)
+    pts = np.cumsum(arr["lips_delta"].astype(np.int32), axis=0).astype(np.float32) * np.float32(LIPS_STEP)
+    return np.where(ok, pts, np.float32(np.nan)).astype(np.float32)
 
 
 def unpack_mel(arr: dict, i: int, a: int, b: int) -> np.ndarray:
@@ -214,7 +207,6 @@ def pack(out: Path, data_dir: Path, cache: Path = DEFAULT_CACHE, max_mib: float 
                          "(python -m avsync.train.cache DATA)")
     clips = [load_clip(cache, r) for r in cached]
     out.mkdir(parents=True, exist_ok=True)
-    n = np.array([len(a["times"]) for a in clips])
     with open(data_dir / "manifest.tsv", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
         fields, rows = reader.fieldnames, {r["sha256"]: r for r in reader}
@@ -226,6 +218,7 @@ def pack(out: Path, data_dir: Path, cache: Path = DEFAULT_CACHE, max_mib: float 
             wr.writerow(rows[r.sha256])
     os.replace(tmp, out / "manifest.tsv")
     arrays = pack_arrays(clips)
+    n = arrays["n_frames"]
     write_arrays(out / "arrays.npz.xz", arrays)
     # bundle.json, written last, holds about 230 bytes a clip
     fixed = (out / "arrays.npz.xz").stat().st_size + (out / "manifest.tsv").stat().st_size + 230 * len(cached)
@@ -245,11 +238,9 @@ def pack(out: Path, data_dir: Path, cache: Path = DEFAULT_CACHE, max_mib: float 
     err = np.abs(decoded.astype(np.int16) - cached_crops.astype(np.int16))
     seen = arrays["found"]
     bounds = np.concatenate([[0], np.cumsum(n)])
-    back = dict(arrays)
-    lips_err = np.nanmax(np.abs(unpack_lips(back, 0, int(n.sum())) - np.concatenate([a["lips"] for a in clips])),
-                         initial=0.0)
+    lips_err = np.nanmax(np.abs(unpack_lips(arrays) - np.concatenate([a["lips"] for a in clips])), initial=0.0)
     m_bounds = np.concatenate([[0], np.cumsum(arrays["n_mel"])])
-    mel_err = max((float(np.abs(unpack_mel(back, i, m_bounds[i], m_bounds[i + 1]).astype(np.float32)
+    mel_err = max((float(np.abs(unpack_mel(arrays, i, m_bounds[i], m_bounds[i + 1]).astype(np.float32)
                                 - a["mel40"].astype(np.float32)).max(initial=0.0)) for i, a in enumerate(clips)),
                   default=0.0)
     info = {
@@ -286,6 +277,7 @@ def unpack(bundle: Path, cache: Path = DEFAULT_CACHE) -> int:
     arr = read_arrays(bundle / "arrays.npz.xz")
     if len(crops) != int(arr["n_frames"].sum()):
         raise ValueError(f"crops.mkv holds {len(crops)} frames, the bundle {int(arr['n_frames'].sum())}")
+    lips = unpack_lips(arr)
     cache.mkdir(parents=True, exist_ok=True)
     f0 = m0 = 0
     for i, clip in enumerate(info["clips"]):
@@ -295,7 +287,7 @@ def unpack(bundle: Path, cache: Path = DEFAULT_CACHE) -> int:
             raise ValueError(f"clip {clip['sha256'][:12]}: decoded crops differ from those packed")
         found = arr["found"][f0 : f0 + nf]
         out = {
-            "found": found, "lips": unpack_lips(arr, f0, f0 + nf), "crops": c,
+            "found": found, "lips": lips[f0 : f0 + nf], "crops": c,
             "flow": vertical_flow(c, found), "times": arr["times"][f0 : f0 + nf],
             "fps": np.float64(arr["fps"][i]), "audio_t0": np.float64(arr["audio_t0"][i]),
             "mel40": unpack_mel(arr, i, m0, m0 + nm),
