@@ -261,6 +261,36 @@ def test_shift_arrays_trims_like_the_protocol(real_clip):
     np.testing.assert_array_equal(shift_arrays(a, 3)["lips"], a["lips"][3:])
 
 
+def test_read_bank_encodes_each_clip_once_and_reads_as_trial_by_trial(real_clip):
+    """Calibration, zero and validation readings slice one encoding of each clip: the visual encoder sees the
+    clip's frames once (not once per trial and stretch), the slices are the trials' own embeddings away from the
+    two frames at each trimmed edge (which see the clip's neighbouring frames), and the whole-trial readings match encoding every trial afresh."""
+    from avsync.api import load_model
+    from avsync.train.calibrate import clip_inputs, read_bank
+
+    est = load_model("pm-wild")
+    n = len(real_clip.arr["times"])
+    for k in (4, -4):
+        sliced = shift_arrays(clip_inputs(est, real_clip.arr), k)["v"]
+        own = est.embed_arrays(shift_arrays(real_clip.arr, k))
+        assert sliced.shape == own.shape == (n - 4, own.shape[1])
+        np.testing.assert_allclose(sliced[2:-2], own[2:-2], atol=1e-5)
+
+    frames = []
+    embed = est._embed_visual
+    est._embed_visual = lambda x, **kw: frames.append(x.shape[1]) or embed(x, **kw)
+    offsets = (-5, -2, 0, 2, 5)
+    once = read_bank(est, [real_clip], offsets=offsets, lengths_s=(1.0,))
+    assert n <= sum(frames) <= n + 4 * (n // 64 + 1)  # one pass, chunk overlaps aside
+    est.embed_arrays = lambda arr: None  # each trial and stretch encoded afresh, as before
+    fresh = read_bank(est, [real_clip], offsets=offsets, lengths_s=(1.0,))
+    assert sum(frames) > 8 * n  # 5 trials and 10 stretches
+    w = once.whole
+    np.testing.assert_array_equal(once.k, fresh.k)
+    np.testing.assert_allclose(once.error[w], fresh.error[w], atol=0.25)
+    np.testing.assert_allclose(once.features[w], fresh.features[w], rtol=0.15, atol=0.1)
+
+
 def test_import_avsync_does_not_import_torch():
     code = "import sys, avsync; import avsync.api; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -28,6 +28,9 @@ from avsync.sync.offset import sample_series
 AUDIO_STEPS = 4
 #: Size of the stored vertical-flow maps (half the mouth crop).
 FLOW_HW = (24, 48)
+#: The per-frame arrays of a track (``track_arrays``, the training cache), and ``v``, a model's visual
+#: embeddings of them: what a trial or a stretch of a clip slices by frame.
+PER_FRAME_KEYS = ("found", "lips", "crops", "flow", "v")
 #: Log-mel value used for audio outside the recording (silence).
 MEL_FLOOR = float(np.log(1e-10))
 

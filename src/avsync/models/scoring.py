@@ -120,29 +120,41 @@ class EstimatorBase:
             "mel40": np.asarray(arr["mel40"], np.float32), "audio_t0": float(arr["audio_t0"]) - self.zero_ms / 1000.0,
             "stats": mel_stats(arr["mel40"]), "audio_cache": {},
         }
-        if "v" in arr:  # embedded while the file was decoded (``models.stream``)
+        if "v" in arr:  # embedded while the file was decoded (``models.stream``), or once per clip (``embed_arrays``)
             prep["v"] = np.asarray(arr["v"], np.float32)
             return prep
-        x = arr[self.input_key]
         if self.family == "regression":
-            prep["flow"] = np.asarray(x, np.float32)
+            prep["flow"] = np.asarray(arr[self.input_key], np.float32)
             return prep
-        if len(times) == 0:
-            prep["v"] = np.zeros((0, 1), np.float32)
-            return prep
-        # Only the span where this face was seen is encoded (in a long file most faces appear briefly).
-        seen = np.flatnonzero(prep["found"])
+        prep["v"] = self._visual(arr[self.input_key], prep["found"])
+        return prep
+
+    def embed_arrays(self, arr: dict) -> np.ndarray | None:
+        """The per-frame visual embeddings (T, D) of one track's arrays, as ``prepare_arrays`` would make them
+        (None for the regression family, which reads flow directly): a caller that reads many stretches of one
+        clip encodes it once and passes slices of it as ``v`` (``train.calibrate.read_bank``)."""
+        if self.family == "regression":
+            return None
+        with self._threads():
+            return self._visual(arr[self.input_key], np.asarray(arr["found"], bool))
+
+    def _visual(self, x: np.ndarray, found: np.ndarray) -> np.ndarray:
+        """Visual embeddings (T, D) of per-frame inputs ``x``; zeros outside the span where the face was seen,
+        which alone is encoded (in a long file most faces appear briefly)."""
+        n = len(found)
+        if n == 0:
+            return np.zeros((0, 1), np.float32)
+        seen = np.flatnonzero(found)
         first, last = (int(seen[0]), int(seen[-1]) + 1) if seen.size else (0, 0)
         v = None
         for a in range(first, last, VISUAL_CHUNK_FRAMES):  # the overlap keeps the 5-frame kernel exact
-            lo, hi = max(0, a - VISUAL_CONTEXT), min(len(times), a + VISUAL_CHUNK_FRAMES + VISUAL_CONTEXT)
+            lo, hi = max(0, a - VISUAL_CONTEXT), min(n, a + VISUAL_CHUNK_FRAMES + VISUAL_CONTEXT)
             e = self._embed_visual(np.ascontiguousarray(x[lo:hi])[None])[0]
             if v is None:
-                v = np.zeros((len(times), e.shape[-1]), np.float32)
-            n = min(VISUAL_CHUNK_FRAMES, last - a)
-            v[a : a + n] = e[a - lo : a - lo + n]
-        prep["v"] = v if v is not None else np.zeros((len(times), 1), np.float32)
-        return prep
+                v = np.zeros((n, e.shape[-1]), np.float32)
+            m = min(VISUAL_CHUNK_FRAMES, last - a)
+            v[a : a + m] = e[a - lo : a - lo + m]
+        return v if v is not None else np.zeros((n, 1), np.float32)
 
     def _audio(self, prep: dict, first: int, last: int) -> tuple[np.ndarray, int]:
         """Audio embeddings for steps [first, last] (plus context), as (array, step of row 0)."""

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from avsync.audio.features import E2E_MEL
+from avsync.models.inputs import PER_FRAME_KEYS
 from avsync.sync.confidence import Calibration, curve_features, evidence_seconds, fit_calibration, support_z
 from avsync.sync.offset import lag_grid, read_curve
 from avsync.sync.speech import speech_mask
@@ -72,7 +73,7 @@ def crop_arrays(arr: dict, start: int, stop: int) -> dict:
     mel = arr["mel40"]
     j0 = max(0, int(np.ceil((t_from - t0) / hop - 1e-9)))
     j1 = min(len(mel), int(np.ceil((t_to - t0) / hop - 1e-9)))
-    out = {k: v[start:stop] for k, v in arr.items() if k in ("found", "lips", "crops", "flow")}
+    out = {k: v[start:stop] for k, v in arr.items() if k in PER_FRAME_KEYS}
     return {**arr, **out, "times": times, "mel40": mel[j0 : max(j0, j1)], "audio_t0": t0 + j0 * hop}
 
 
@@ -147,10 +148,23 @@ def consensus_offsets(readings: Readings, bank: list, referees=REFEREES, name: s
     return out
 
 
+def clip_inputs(estimator, arr: dict) -> dict:
+    """A clip's arrays with ``estimator``'s per-frame visual embeddings of the whole clip added as ``v``, where
+    it has them (``EstimatorBase.embed_arrays``), so that its trials and stretches are sliced from one encoding,
+    as ``avsync eval`` slices a clip's streamed embeddings; other estimators get ``arr`` unchanged."""
+    embed = getattr(estimator, "embed_arrays", None)
+    v = embed(arr) if embed is not None else None
+    return arr if v is None else {**arr, "v": v}
+
+
 def read_bank(estimator, bank: list, offsets=OFFSETS, lengths_s=LENGTHS_S, seed: int = 0,
               stretches_per_length: int = 2, second=None) -> Readings:
     """Readings of ``estimator`` on every clip of ``bank`` (``train.loop.Clip``), trial by trial; with ``second``
-    (another estimator), also how well its curve of each stretch backs the answer (``Readings.support``)."""
+    (another estimator), also how well its curve of each stretch backs the answer (``Readings.support``).
+
+    A model's visual encoder runs once per clip (``clip_inputs``): a trial keeps frames of the clip and shifts
+    only the audio, so its embeddings are the clip's, sliced. Within two frames of a trial's trimmed edge
+    they see the clip's neighbouring frames, as a stretch of a longer file does in ``detect``."""
     from avsync.api import RIVAL_EXCLUSION_FRAMES
     from avsync.train.loop import shift_arrays
 
@@ -160,10 +174,13 @@ def read_bank(estimator, bank: list, offsets=OFFSETS, lengths_s=LENGTHS_S, seed:
         fps = float(c.arr["fps"])
         lags = lag_grid(15 / fps, fps)
         excl = RIVAL_EXCLUSION_FRAMES / fps
+        base = clip_inputs(estimator, c.arr)
+        base2 = clip_inputs(second, c.arr) if second is not None else None
         for k in offsets:
             if abs(k) * 3 >= c.n:
                 continue
-            trial = shift_arrays(c.arr, k)
+            trial = shift_arrays(base, k)
+            trial2 = shift_arrays(base2, k) if second is not None else None
             n = len(trial["times"])
             spans = [(0, n, True)]
             for sec in lengths_s:
@@ -183,8 +200,10 @@ def read_bank(estimator, bank: list, offsets=OFFSETS, lengths_s=LENGTHS_S, seed:
                     continue
                 ev = evidence_seconds(arr["found"], arr["times"], speech_mask(arr["mel40"]), float(arr["audio_t0"]),
                                       E2E_MEL.fps)
-                sup = (support_z(lags, second.file_curve(second.prepare_arrays(arr), lags, fps), r.lag_s, fps)
-                       if second is not None else np.nan)
+                sup = np.nan
+                if second is not None:
+                    arr2 = trial2 if whole else crop_arrays(trial2, a, b)
+                    sup = support_z(lags, second.file_curve(second.prepare_arrays(arr2), lags, fps), r.lag_s, fps)
                 rows.append((ci, k, (b - a) / fps, whole, r.lag_s * fps - k, curve_features(lags, curve, r.index, excl, ev),
                              sup))
     if not rows:

@@ -289,11 +289,11 @@ def shift_arrays(arr: dict, k: int) -> dict:
     """A cached clip as the protocol's trial with audio lagging ``k`` frames: trimmed, never padded
     (the array form of ``eval.slide.shift_extraction``)."""
     from avsync.audio.features import E2E_MEL
+    from avsync.models.inputs import PER_FRAME_KEYS as per_frame
 
     n, fps = len(arr["times"]), float(arr["fps"])
     d, hop = abs(k) / fps, 1.0 / E2E_MEL.fps
     mel, t0 = arr["mel40"], float(arr["audio_t0"])
-    per_frame = ("found", "lips", "crops", "flow")
     if k >= 0:
         out = {key: arr[key][k:] for key in per_frame if key in arr}
         keep = max(0, len(mel) - int(np.ceil(d / hop - 1e-9)))
