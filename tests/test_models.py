@@ -261,7 +261,7 @@ def test_shift_arrays_trims_like_the_protocol(real_clip):
     np.testing.assert_array_equal(shift_arrays(a, 3)["lips"], a["lips"][3:])
 
 
-def test_read_bank_encodes_each_clip_once_and_reads_as_trial_by_trial(real_clip):
+def test_read_bank_encodes_each_clip_once_and_reads_as_trial_by_trial(real_clip, monkeypatch):
     """Calibration, zero and validation readings slice one encoding of each clip: the visual encoder sees the
     clip's frames once (not once per trial and stretch), the slices are the trials' own embeddings away from the
     two frames at each trimmed edge (which see the clip's neighbouring frames), and the whole-trial readings match encoding every trial afresh."""
@@ -278,11 +278,12 @@ def test_read_bank_encodes_each_clip_once_and_reads_as_trial_by_trial(real_clip)
 
     frames = []
     embed = est._embed_visual
-    est._embed_visual = lambda x, **kw: frames.append(x.shape[1]) or embed(x, **kw)
+    # (load_model's instance is shared: monkeypatch puts it back)
+    monkeypatch.setattr(est, "_embed_visual", lambda x, *a: frames.append(x.shape[1]) or embed(x, *a))
     offsets = (-5, -2, 0, 2, 5)
     once = read_bank(est, [real_clip], offsets=offsets, lengths_s=(1.0,))
     assert n <= sum(frames) <= n + 4 * (n // 64 + 1)  # one pass, chunk overlaps aside
-    est.embed_arrays = lambda arr: None  # each trial and stretch encoded afresh, as before
+    monkeypatch.setattr(est, "embed_arrays", lambda arr: None)  # each trial and stretch encoded afresh, as before
     fresh = read_bank(est, [real_clip], offsets=offsets, lengths_s=(1.0,))
     assert sum(frames) > 8 * n  # 5 trials and 10 stretches
     w = once.whole
